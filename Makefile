@@ -1,0 +1,59 @@
+# consentcam: `make demo` to see it work, `make test` to run every test.
+
+GO       ?= go
+BIN      ?= bin/consentcam
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Debian packages the build and the tests need.
+APT_PACKAGES := pkg-config libopencv-dev opencv-data mosquitto mosquitto-clients
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# How long each fuzz target runs in `make fuzz` (`make test` runs them briefly).
+FUZZTIME ?= 30s
+TEST_FUZZTIME ?= 3s
+
+.PHONY: all deps build test lint bench fuzz clean
+
+all: build
+
+## deps: install the Debian packages above that are missing (apt-get).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## build: the consentcam binary in bin/.
+build: deps
+	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN) ./cmd/consentcam
+
+## test: gofmt check, go vet, every test with the race detector, then each fuzz target briefly.
+test: deps
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+## lint: gofmt, go vet and staticcheck.
+lint: deps
+	@bad=$$(gofmt -l .); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+
+## bench: every benchmark, once, with memory figures (see docs/BENCHMARKS.md).
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: each fuzz target for FUZZTIME (seeds live in each package's testdata/fuzz).
+fuzz:
+	@set -e; for f in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './.git/*')); do \
+		dir=$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$dir $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

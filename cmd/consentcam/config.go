@@ -1,0 +1,482 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the agent's configuration file (docs/SPEC.md, "Configuration").
+// Unknown keys are an error; every error names the key.
+type Config struct {
+	Site      string          `yaml:"site"`
+	Camera    string          `yaml:"camera"`
+	StateDir  string          `yaml:"state_dir"`
+	Source    SourceConfig    `yaml:"source"`
+	Capture   CaptureConfig   `yaml:"capture"`
+	Keys      KeysConfig      `yaml:"keys"`
+	Issuers   []KeyRef        `yaml:"issuers"`
+	Operators []KeyRef        `yaml:"operators"`
+	Notice    NoticeConfig    `yaml:"notice"`
+	Purposes  []PurposeConfig `yaml:"purposes"`
+	MQTT      MQTTConfig      `yaml:"mqtt"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Consent   struct {
+		ClockSkew time.Duration `yaml:"clock_skew"`
+	} `yaml:"consent"`
+	Retention struct {
+		SweepInterval time.Duration `yaml:"sweep_interval"`
+	} `yaml:"retention"`
+	Audit struct {
+		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	} `yaml:"audit"`
+	Store struct {
+		CompactInterval time.Duration `yaml:"compact_interval"`
+	} `yaml:"store"`
+}
+
+// SourceConfig says where frames come from.
+type SourceConfig struct {
+	URL      string `yaml:"url"`
+	Realtime bool   `yaml:"realtime"`
+	Loop     bool   `yaml:"loop"`
+}
+
+// CaptureConfig holds the detector and the rules a face must meet.
+type CaptureConfig struct {
+	Detector  string        `yaml:"detector"`
+	Model     string        `yaml:"model"`
+	Cascade   string        `yaml:"cascade"`
+	DetectFPS float64       `yaml:"detect_fps"`
+	Window    time.Duration `yaml:"window"`
+	Zone      []float64     `yaml:"zone"`
+	MinFace   int           `yaml:"min_face"`
+	MinScore  float64       `yaml:"min_score"`
+}
+
+// KeysConfig names the box's own key files.
+type KeysConfig struct {
+	Master string `yaml:"master"`
+	Device string `yaml:"device"`
+}
+
+// KeyRef is a trusted public key and its key id.
+type KeyRef struct {
+	KID       string `yaml:"kid"`
+	PublicKey string `yaml:"public_key"`
+}
+
+// NoticeConfig is what the notice says of the controller.
+type NoticeConfig struct {
+	Controller string `yaml:"controller"`
+	Contact    string `yaml:"contact"`
+	Withdraw   string `yaml:"withdraw"`
+}
+
+// PurposeConfig is one purpose a visitor can consent to.
+type PurposeConfig struct {
+	ID          string        `yaml:"id"`
+	Description string        `yaml:"description"`
+	Retention   time.Duration `yaml:"retention"`
+}
+
+// MQTTConfig is the broker connection.
+type MQTTConfig struct {
+	URL          string `yaml:"url"`
+	ClientID     string `yaml:"client_id"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	TopicPrefix  string `yaml:"topic_prefix"`
+	CAFile       string `yaml:"ca_file"`
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+}
+
+// HTTPConfig is the HTTP listener and its bearer tokens.
+type HTTPConfig struct {
+	Listen string     `yaml:"listen"`
+	Tokens []TokenRef `yaml:"tokens"`
+}
+
+// TokenRef is a bearer token file granting one role.
+type TokenRef struct {
+	Role      string `yaml:"role"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Roles a bearer token can grant.
+const (
+	RoleAuditor  = "auditor"
+	RoleOperator = "operator"
+	RoleKiosk    = "kiosk"
+)
+
+// ConfigError is a configuration mistake, naming the key (such as
+// "capture.window") and, when known, the line of the file.
+type ConfigError struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// DefaultConfig returns a configuration holding the defaults of docs/SPEC.md.
+// Site-dependent defaults (client id, topic prefix) are filled by Validate.
+func DefaultConfig() Config {
+	var c Config
+	c.StateDir = "/var/lib/consentcam"
+	c.Source = SourceConfig{URL: "/dev/video0", Realtime: true}
+	c.Capture = CaptureConfig{
+		Detector:  "auto",
+		Cascade:   "/usr/share/opencv4/lbpcascades/lbpcascade_frontalface_improved.xml",
+		DetectFPS: 5,
+		Window:    20 * time.Second,
+		Zone:      []float64{0, 0, 1, 1},
+		MinFace:   64,
+		MinScore:  0.8,
+	}
+	c.Keys = KeysConfig{Master: "/etc/consentcam/master.key", Device: "/etc/consentcam/device.key"}
+	c.MQTT.URL = "tcp://127.0.0.1:1883"
+	c.HTTP.Listen = "127.0.0.1:8765"
+	c.Consent.ClockSkew = 30 * time.Second
+	c.Retention.SweepInterval = time.Minute
+	c.Audit.CheckpointInterval = time.Minute
+	c.Store.CompactInterval = 10 * time.Minute
+	return c
+}
+
+// ReadConfigFile reads, decodes and validates the configuration file at path.
+func ReadConfigFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes and validates a configuration. name is used in errors.
+func ParseConfig(name string, data []byte) (Config, error) {
+	c := DefaultConfig()
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, &ConfigError{File: name, Msg: "the file is empty"}
+		}
+		return Config{}, yamlError(name, err)
+	}
+	if len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return Config{}, &ConfigError{File: name, Line: root.Line, Msg: "the file must be a YAML mapping of keys"}
+	}
+	if err := checkKeys(name, root.Content[0], reflect.TypeOf(c), ""); err != nil {
+		return Config{}, err
+	}
+	if err := root.Decode(&c); err != nil {
+		return Config{}, yamlError(name, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, &ConfigError{File: name, Msg: "the file must hold one YAML document"}
+	}
+	if err := c.Validate(); err != nil {
+		var cerr *ConfigError
+		if errors.As(err, &cerr) {
+			cerr.File = name
+			cerr.Line = lineOf(root.Content[0], cerr.Field)
+		}
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// checkKeys reports the first key in n that the struct type t does not have,
+// with its full dotted name and the keys that are allowed there.
+func checkKeys(file string, n *yaml.Node, t reflect.Type, prefix string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if tag != "" && tag != "-" {
+				fields[tag] = t.Field(i).Type
+				names = append(names, tag)
+			}
+		}
+		sort.Strings(names)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return &ConfigError{File: file, Line: k.Line, Field: prefix + k.Value,
+					Msg: fmt.Sprintf("unknown key (known here: %s)", strings.Join(names, ", "))}
+			}
+			if seen[k.Value] {
+				return &ConfigError{File: file, Line: k.Line, Field: prefix + k.Value, Msg: "key given twice"}
+			}
+			seen[k.Value] = true
+			if err := checkKeys(file, v, ft, prefix+k.Value+"."); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			if err := checkKeys(file, item, t.Elem(), fmt.Sprintf("%s[%d].", strings.TrimSuffix(prefix, "."), i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lineOf finds the line of a dotted key ("capture.window", "purposes[1].id")
+// in a mapping node, or 0.
+func lineOf(n *yaml.Node, field string) int {
+	line := 0
+	for _, part := range strings.Split(field, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			fmt.Sscanf(part[i:], "[%d]", &idx)
+		}
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				line, next = n.Content[i].Line, n.Content[i+1]
+			}
+		}
+		if idx >= 0 && next != nil && next.Kind == yaml.SequenceNode && idx < len(next.Content) {
+			next = next.Content[idx]
+			line = next.Line
+		}
+		n = next
+	}
+	return line
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+// yamlError turns a yaml.v3 error into a ConfigError with the file and line.
+func yamlError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	if m := yamlLine.FindStringSubmatch(strings.TrimSpace(msg)); m != nil {
+		var line int
+		fmt.Sscanf(m[1], "%d", &line)
+		return &ConfigError{File: file, Line: line, Msg: m[2]}
+	}
+	return &ConfigError{File: file, Msg: msg}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+
+// Validate checks every value and fills the defaults that depend on others.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !nameRE.MatchString(c.Site) {
+		return bad("site", "must be 1 to 64 of a-z, 0-9 and '-' (got %q)", c.Site)
+	}
+	if !nameRE.MatchString(c.Camera) {
+		return bad("camera", "must be 1 to 64 of a-z, 0-9 and '-' (got %q)", c.Camera)
+	}
+	if c.StateDir == "" {
+		return bad("state_dir", "must be set")
+	}
+	if c.Source.URL == "" {
+		return bad("source.url", "must be set")
+	}
+
+	cp := &c.Capture
+	switch cp.Detector {
+	case "auto", "yunet", "cascade":
+	default:
+		return bad("capture.detector", "must be auto, yunet or cascade (got %q)", cp.Detector)
+	}
+	if cp.Detector == "yunet" && cp.Model == "" {
+		return bad("capture.model", "must be set when capture.detector is yunet")
+	}
+	if cp.Detector == "cascade" && cp.Cascade == "" {
+		return bad("capture.cascade", "must be set when capture.detector is cascade")
+	}
+	if !(cp.DetectFPS > 0 && cp.DetectFPS <= 60) {
+		return bad("capture.detect_fps", "must be more than 0 and at most 60 (got %v)", cp.DetectFPS)
+	}
+	if cp.Window <= 0 {
+		return bad("capture.window", "must be a positive duration such as 20s (got %v)", cp.Window)
+	}
+	if len(cp.Zone) != 4 {
+		return bad("capture.zone", "must be [x, y, w, h] as fractions of the frame (got %d numbers)", len(cp.Zone))
+	}
+	x, y, w, h := cp.Zone[0], cp.Zone[1], cp.Zone[2], cp.Zone[3]
+	if x < 0 || y < 0 || w <= 0 || h <= 0 || x+w > 1+1e-9 || y+h > 1+1e-9 {
+		return bad("capture.zone", "must lie inside the frame: 0 <= x, y; w, h > 0; x+w <= 1; y+h <= 1 (got %v)", cp.Zone)
+	}
+	if cp.MinFace < 1 {
+		return bad("capture.min_face", "must be at least 1 pixel (got %d)", cp.MinFace)
+	}
+	if cp.MinScore < 0 || cp.MinScore > 1 {
+		return bad("capture.min_score", "must be between 0 and 1 (got %v)", cp.MinScore)
+	}
+
+	if c.Keys.Master == "" {
+		return bad("keys.master", "must be set")
+	}
+	if c.Keys.Device == "" {
+		return bad("keys.device", "must be set")
+	}
+	if err := checkKeyRefs("issuers", c.Issuers, true); err != nil {
+		return err
+	}
+	if err := checkKeyRefs("operators", c.Operators, false); err != nil {
+		return err
+	}
+	for i, op := range c.Operators {
+		for _, is := range c.Issuers {
+			if op.KID == is.KID {
+				return bad(fmt.Sprintf("operators[%d].kid", i), "key id %q is also an issuer's: consent and revoke keys must differ", op.KID)
+			}
+		}
+	}
+
+	for _, f := range []struct{ name, value string }{
+		{"notice.controller", c.Notice.Controller},
+		{"notice.contact", c.Notice.Contact},
+		{"notice.withdraw", c.Notice.Withdraw},
+	} {
+		if strings.TrimSpace(f.value) == "" {
+			return bad(f.name, "must be set: the notice tells every visitor this")
+		}
+	}
+	if len(c.Purposes) == 0 {
+		return bad("purposes", "at least one purpose is needed")
+	}
+	ids := map[string]bool{}
+	for i, p := range c.Purposes {
+		f := fmt.Sprintf("purposes[%d]", i)
+		if !nameRE.MatchString(p.ID) {
+			return bad(f+".id", "must be 1 to 64 of a-z, 0-9 and '-' (got %q)", p.ID)
+		}
+		if ids[p.ID] {
+			return bad(f+".id", "purpose %q is given twice", p.ID)
+		}
+		ids[p.ID] = true
+		if strings.TrimSpace(p.Description) == "" {
+			return bad(f+".description", "must say what the purpose is, in plain words")
+		}
+		if p.Retention <= 0 {
+			return bad(f+".retention", "must be a positive duration such as 720h (got %v)", p.Retention)
+		}
+	}
+
+	if c.MQTT.URL == "" {
+		return bad("mqtt.url", "must be set")
+	}
+	scheme, _, ok := strings.Cut(c.MQTT.URL, "://")
+	switch {
+	case !ok:
+		return bad("mqtt.url", "must look like tcp://host:port or ssl://host:port (got %q)", c.MQTT.URL)
+	case scheme == "tcp" || scheme == "mqtt" || scheme == "ssl" || scheme == "tls" || scheme == "mqtts" || scheme == "ws" || scheme == "wss":
+	default:
+		return bad("mqtt.url", "unsupported scheme %q (tcp, ssl, ws or wss)", scheme)
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		return bad("mqtt.cert_file", "cert_file and key_file go together")
+	}
+	if c.MQTT.ClientID == "" {
+		c.MQTT.ClientID = "consentcam-" + c.Site + "-" + c.Camera
+	}
+	if c.MQTT.TopicPrefix == "" {
+		c.MQTT.TopicPrefix = "consentcam/v1/" + c.Site + "/" + c.Camera
+	}
+	if strings.ContainsAny(c.MQTT.TopicPrefix, "+#") || strings.HasSuffix(c.MQTT.TopicPrefix, "/") {
+		return bad("mqtt.topic_prefix", "must not contain + or # or end with / (got %q)", c.MQTT.TopicPrefix)
+	}
+
+	if c.HTTP.Listen == "" {
+		return bad("http.listen", "must be set, such as 127.0.0.1:8765")
+	}
+	for i, t := range c.HTTP.Tokens {
+		f := fmt.Sprintf("http.tokens[%d]", i)
+		switch t.Role {
+		case RoleAuditor, RoleOperator, RoleKiosk:
+		default:
+			return bad(f+".role", "must be auditor, operator or kiosk (got %q)", t.Role)
+		}
+		if t.TokenFile == "" {
+			return bad(f+".token_file", "must be set")
+		}
+	}
+
+	if c.Consent.ClockSkew < 0 || c.Consent.ClockSkew > 5*time.Minute {
+		return bad("consent.clock_skew", "must be between 0s and 5m (got %v)", c.Consent.ClockSkew)
+	}
+	for _, f := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"retention.sweep_interval", c.Retention.SweepInterval},
+		{"audit.checkpoint_interval", c.Audit.CheckpointInterval},
+		{"store.compact_interval", c.Store.CompactInterval},
+	} {
+		if f.value <= 0 {
+			return bad(f.name, "must be a positive duration (got %v)", f.value)
+		}
+	}
+	return nil
+}
+
+func checkKeyRefs(field string, refs []KeyRef, required bool) error {
+	if required && len(refs) == 0 {
+		return &ConfigError{Field: field, Msg: "at least one trusted key is needed"}
+	}
+	kids := map[string]bool{}
+	for i, r := range refs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if r.KID == "" {
+			return &ConfigError{Field: f + ".kid", Msg: "must be set"}
+		}
+		if kids[r.KID] {
+			return &ConfigError{Field: f + ".kid", Msg: fmt.Sprintf("key id %q is given twice", r.KID)}
+		}
+		kids[r.KID] = true
+		if r.PublicKey == "" {
+			return &ConfigError{Field: f + ".public_key", Msg: "must be set"}
+		}
+	}
+	return nil
+}

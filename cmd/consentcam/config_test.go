@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/internal/testenv"
+)
+
+func readExample(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.Root(), "deploy", "consentcam.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// The shipped example must stay a valid configuration.
+func TestParseConfig_Example(t *testing.T) {
+	c, err := ParseConfig("example.yaml", readExample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Capture.Window, 20*time.Second; got != want {
+		t.Errorf("capture.window = %v, want %v", got, want)
+	}
+	if got, want := c.Purposes[0].Retention, 720*time.Hour; got != want {
+		t.Errorf("retention = %v, want %v", got, want)
+	}
+	if got, want := c.MQTT.TopicPrefix, "consentcam/v1/office-07/entrance-1"; got != want {
+		t.Errorf("topic_prefix = %q, want %q", got, want)
+	}
+}
+
+const minimal = `site: office-07
+camera: entrance-1
+issuers: [{kid: kiosk-1, public_key: issuer.pub}]
+notice: {controller: C, contact: c@example.com, withdraw: Ask.}
+purposes: [{id: entry-security, description: Keep the entrance safe, retention: 24h}]
+`
+
+func TestParseConfig_Defaults(t *testing.T) {
+	c, err := ParseConfig("c.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	if c.Capture.DetectFPS != 5 || c.Capture.Window != 20*time.Second || c.Capture.MinFace != 64 ||
+		c.Capture.MinScore != 0.8 || c.Capture.Detector != "auto" || c.Capture.Cascade != want.Capture.Cascade {
+		t.Errorf("capture defaults = %+v", c.Capture)
+	}
+	if !c.Source.Realtime || c.Source.Loop || c.Source.URL != "/dev/video0" {
+		t.Errorf("source defaults = %+v", c.Source)
+	}
+	if c.Consent.ClockSkew != 30*time.Second || c.Retention.SweepInterval != time.Minute ||
+		c.Audit.CheckpointInterval != time.Minute || c.Store.CompactInterval != 10*time.Minute {
+		t.Errorf("interval defaults wrong: %+v %+v %+v %+v", c.Consent, c.Retention, c.Audit, c.Store)
+	}
+	if got, want := c.MQTT.ClientID, "consentcam-office-07-entrance-1"; got != want {
+		t.Errorf("client_id = %q, want %q", got, want)
+	}
+	if got, want := c.MQTT.TopicPrefix, "consentcam/v1/office-07/entrance-1"; got != want {
+		t.Errorf("topic_prefix = %q, want %q", got, want)
+	}
+	if got, want := c.HTTP.Listen, "127.0.0.1:8765"; got != want {
+		t.Errorf("http.listen = %q, want %q", got, want)
+	}
+}
+
+func TestParseConfig_Errors(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		field      string // the key the error must name
+		line       int
+		msg        string // a fragment of the message
+	}{
+		{"unknown top-level key", minimal + "colour: red\n", "colour", 6, "unknown key"},
+		{"unknown nested key", minimal + "capture:\n  windw: 5s\n", "capture.windw", 7, "known here: cascade, detect_fps"},
+		{"unknown key in a list item", strings.Replace(minimal, "retention: 24h", "retention: 24h, keep: forever", 1), "purposes[0].keep", 5, "unknown key"},
+		{"bad duration", minimal + "capture: {window: soon}\n", "", 6, "soon"},
+		{"negative window", minimal + "capture: {window: -1s}\n", "capture.window", 6, "positive"},
+		{"zone outside frame", minimal + "capture: {zone: [0.5, 0, 0.6, 1]}\n", "capture.zone", 6, "inside the frame"},
+		{"zone of three", minimal + "capture: {zone: [0, 0, 1]}\n", "capture.zone", 6, "[x, y, w, h]"},
+		{"bad detector", minimal + "capture: {detector: magic}\n", "capture.detector", 6, "auto, yunet or cascade"},
+		{"yunet without model", minimal + "capture: {detector: yunet}\n", "capture.model", 0, "must be set"},
+		{"bad site", strings.Replace(minimal, "office-07", "Office 7", 1), "site", 1, "a-z"},
+		{"no purposes", strings.Replace(minimal, "purposes: [{id: entry-security, description: Keep the entrance safe, retention: 24h}]\n", "", 1), "purposes", 0, "at least one"},
+		{"duplicate purpose", strings.Replace(minimal, "retention: 24h}]", "retention: 24h}, {id: entry-security, description: again, retention: 1h}]", 1), "purposes[1].id", 5, "given twice"},
+		{"zero retention", strings.Replace(minimal, "24h", "0s", 1), "purposes[0].retention", 5, "positive"},
+		{"no issuer", strings.Replace(minimal, "issuers: [{kid: kiosk-1, public_key: issuer.pub}]\n", "", 1), "issuers", 0, "at least one"},
+		{"issuer kid reused by operator", minimal + "operators: [{kid: kiosk-1, public_key: op.pub}]\n", "operators[0].kid", 6, "also an issuer"},
+		{"missing controller", strings.Replace(minimal, "controller: C, ", "", 1), "notice.controller", 0, "must be set"},
+		{"bad mqtt scheme", minimal + "mqtt: {url: 'http://broker'}\n", "mqtt.url", 6, "unsupported scheme"},
+		{"bad token role", minimal + "http: {tokens: [{role: admin, token_file: t}]}\n", "http.tokens[0].role", 6, "auditor, operator or kiosk"},
+		{"key given twice", minimal + "site: other\n", "site", 6, "twice"},
+		{"not a mapping", "- a\n- b\n", "", 1, "mapping"},
+		{"empty", "", "", 0, "empty"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("c.yaml", []byte(tt.yaml))
+			var cerr *ConfigError
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want a *ConfigError", err)
+			}
+			if cerr.Field != tt.field {
+				t.Errorf("field = %q, want %q (%v)", cerr.Field, tt.field, err)
+			}
+			if tt.line != 0 && cerr.Line != tt.line {
+				t.Errorf("line = %d, want %d (%v)", cerr.Line, tt.line, err)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not say %q", err, tt.msg)
+			}
+			if !strings.HasPrefix(err.Error(), "c.yaml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}

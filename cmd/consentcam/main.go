@@ -1,0 +1,112 @@
+// Command consentcam is the consent-gated entrance camera agent and its tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain()
+	err := m.Run(ctx, os.Args[1:])
+	os.Exit(m.ExitCode(err))
+}
+
+// Main is the command line: it dispatches to one struct per subcommand.
+type Main struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// NewMain returns a Main wired to the process's standard streams.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
+// UsageError is a command-line mistake: the process exits with status 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ExitCode reports the error, if any, on Stderr and returns the exit status:
+// 0 ok, 1 failure, 2 usage error.
+func (m *Main) ExitCode(err error) int {
+	var uerr *UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // -h: the flag package has printed the usage
+	case errors.As(err, &uerr):
+		fmt.Fprintf(m.Stderr, "consentcam: %s\n", err)
+		fmt.Fprintln(m.Stderr, "Run 'consentcam help' for usage.")
+		return 2
+	default:
+		fmt.Fprintf(m.Stderr, "consentcam: %s\n", err)
+		return 1
+	}
+}
+
+const usage = `consentcam keeps a face capture only with the visitor's signed consent.
+
+Usage:
+
+	consentcam <command> [arguments]
+
+Commands:
+
+	version     print the version
+
+Run 'consentcam <command> -h' for the arguments of a command.
+`
+
+// Run executes the subcommand named by args[0].
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	case "version":
+		return (&VersionCommand{Stdout: m.Stdout}).Run(ctx, args)
+	default:
+		return usagef("unknown command %q", cmd)
+	}
+}
+
+// VersionCommand prints the version.
+type VersionCommand struct{ Stdout io.Writer }
+
+// Run prints the version.
+func (c *VersionCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("consentcam version", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("version takes no arguments")
+	}
+	fmt.Fprintf(c.Stdout, "consentcam %s\n", Version)
+	return nil
+}
