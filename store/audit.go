@@ -1,0 +1,453 @@
+package store
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Event types (SPEC, "Audit log").
+const (
+	EventAgentStarted    = "agent.started"
+	EventAgentStopped    = "agent.stopped"
+	EventNoticePublished = "notice.published"
+	EventConsentAccepted = "consent.accepted"
+	EventConsentRejected = "consent.rejected"
+	EventConsentDeclined = "consent.declined"
+	EventWindowOpened    = "window.opened"
+	EventWindowClosed    = "window.closed"
+	EventCaptureSaved    = "capture.saved"
+	EventCaptureSkipped  = "capture.skipped"
+	EventRecordAccessed  = "record.accessed"
+	EventRecordExpired   = "record.expired"
+	EventRecordErased    = "record.erased"
+	EventConsentRevoked  = "consent.revoked"
+	EventRevokeRejected  = "revoke.rejected"
+	EventStoreCompacted  = "store.compacted"
+	EventSourceFailed    = "source.failed"
+	EventSourceRecovered = "source.recovered"
+	EventCheckpoint      = "checkpoint"
+)
+
+// eventTypes lists every event type, in the order of SPEC.
+var eventTypes = []string{
+	EventAgentStarted, EventAgentStopped, EventNoticePublished,
+	EventConsentAccepted, EventConsentRejected, EventConsentDeclined,
+	EventWindowOpened, EventWindowClosed, EventCaptureSaved, EventCaptureSkipped,
+	EventRecordAccessed, EventRecordExpired, EventRecordErased,
+	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
+	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
+}
+
+// Event is one audit event. Its JSON, as Append stores it, is a leaf of the
+// Merkle log and the payload published. It never holds an image, a token or
+// key material.
+type Event struct {
+	Seq      uint64         `json:"seq"`
+	Time     time.Time      `json:"time"`
+	Type     string         `json:"type"`
+	Site     string         `json:"site"`
+	Camera   string         `json:"camera"`
+	Visit    string         `json:"visit,omitempty"`
+	Subject  string         `json:"subject,omitempty"`
+	Record   string         `json:"record,omitempty"`
+	Purposes []string       `json:"purposes,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Actor    string         `json:"actor,omitempty"`
+	Detail   map[string]any `json:"detail,omitempty"`
+}
+
+var (
+	hasher       = rfc6962.DefaultHasher
+	rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+)
+
+// Append sets ev's Seq (the next one, without gaps), Time (db.Now() in UTC,
+// to the millisecond), Site and Camera, stores its JSON as leaf Seq of the
+// Merkle log and queues it in the outbox. If the transaction does not
+// commit, neither does the event (and ev's Seq means nothing).
+func (tx *Tx) Append(ev *Event) error {
+	if !slices.Contains(eventTypes, ev.Type) {
+		return fmt.Errorf("append event: unknown type %q", ev.Type)
+	}
+	tree, err := tx.loadTree()
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	seq := tree.End()
+	if ev.Type == EventCheckpoint {
+		if err := checkCheckpointEvent(ev, tree); err != nil {
+			return fmt.Errorf("append event: %w", err)
+		}
+	}
+	ev.Seq = seq
+	ev.Time = tx.db.Now().UTC().Truncate(time.Millisecond)
+	ev.Site = tx.db.Site
+	ev.Camera = tx.db.Camera
+	leaf, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("append event %s: %w", ev.Type, err)
+	}
+	key := encodeUint64(seq)
+	if err := tx.bucket(bucketEvents).Put(key, leaf); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	nodes := tx.bucket(bucketNodes)
+	var putErr error
+	if err := tree.Append(hasher.HashLeaf(leaf), func(id compact.NodeID, hash []byte) {
+		if putErr == nil {
+			putErr = nodes.Put(nodeKey(id), hash)
+		}
+	}); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	if putErr != nil {
+		return fmt.Errorf("append event: %w", putErr)
+	}
+	meta := tx.bucket(bucketMeta)
+	if err := meta.Put(metaSize, encodeUint64(tree.End())); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	if err := tx.bucket(bucketOutbox).Put(key, nil); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	if err := addUint64(meta, metaPending, 1); err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// loadTree returns the compact range of the whole log as it stands in the
+// transaction, read from the stored nodes on first use. Once the transaction
+// commits, the DB's size follows it.
+func (tx *Tx) loadTree() (*compact.Range, error) {
+	if tx.tree != nil {
+		return tx.tree, nil
+	}
+	r, err := readRange(tx.tx, getUint64(tx.bucket(bucketMeta), metaSize))
+	if err != nil {
+		return nil, err
+	}
+	tx.tree = r
+	if tx.tx.Writable() {
+		tx.tx.OnCommit(func() { tx.db.advanceSize(r.End()) })
+	}
+	return r, nil
+}
+
+// advanceSize raises the committed size to n. Commit handlers run after
+// bbolt's lock is released, so a later transaction's may run first.
+func (db *DB) advanceSize(n uint64) {
+	for {
+		cur := db.size.Load()
+		if n <= cur || db.size.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+func nodeKey(id compact.NodeID) []byte {
+	return binary.BigEndian.AppendUint64([]byte{byte(id.Level)}, id.Index)
+}
+
+// readNodes returns the stored hashes of perfect subtrees.
+func readNodes(btx *bbolt.Tx, ids []compact.NodeID) ([][]byte, error) {
+	nodes := btx.Bucket(bucketNodes)
+	hashes := make([][]byte, len(ids))
+	for i, id := range ids {
+		h := nodes.Get(nodeKey(id))
+		if len(h) != sha256.Size {
+			return nil, fmt.Errorf("merkle node level %d index %d missing", id.Level, id.Index)
+		}
+		hashes[i] = slices.Clone(h)
+	}
+	return hashes, nil
+}
+
+// readRange returns the compact range [0, size) from the stored nodes.
+func readRange(btx *bbolt.Tx, size uint64) (*compact.Range, error) {
+	hashes, err := readNodes(btx, compact.RangeNodes(0, size, nil))
+	if err != nil {
+		return nil, err
+	}
+	return rangeFactory.NewRange(0, size, hashes)
+}
+
+// rootOf returns the root hash of a compact range starting at 0.
+func rootOf(r *compact.Range) ([]byte, error) {
+	if r.End() == 0 {
+		return hasher.EmptyRoot(), nil
+	}
+	return r.GetRootHash(nil)
+}
+
+// Size is the number of events committed: the Merkle tree size and the next
+// seq.
+func (db *DB) Size() uint64 { return db.size.Load() }
+
+// Events returns the stored JSON of up to limit events with seq >= from, in
+// seq order.
+func (db *DB) Events(from uint64, limit int) ([][]byte, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("events: limit %d, want > 0", limit)
+	}
+	var evs [][]byte
+	err := db.boltTx(false, func(btx *bbolt.Tx) error {
+		c := btx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(encodeUint64(from)); k != nil && len(evs) < limit; k, v = c.Next() {
+			evs = append(evs, slices.Clone(v))
+		}
+		return nil
+	})
+	return evs, err
+}
+
+// readTree runs fn with the committed tree size in a read transaction.
+func (db *DB) readTree(fn func(btx *bbolt.Tx, size uint64) error) error {
+	return db.boltTx(false, func(btx *bbolt.Tx) error {
+		return fn(btx, getUint64(btx.Bucket(bucketMeta), metaSize))
+	})
+}
+
+// Root returns the root hash of the tree of the first size events.
+func (db *DB) Root(size uint64) ([]byte, error) {
+	var root []byte
+	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
+		if size > n {
+			return fmt.Errorf("root of size %d: the log has %d events", size, n)
+		}
+		r, err := readRange(btx, size)
+		if err != nil {
+			return fmt.Errorf("root of size %d: %w", size, err)
+		}
+		root, err = rootOf(r)
+		return err
+	})
+	return root, err
+}
+
+// InclusionProof returns the RFC 6962 proof that event seq is in the tree of
+// size events.
+func (db *DB) InclusionProof(seq, size uint64) ([][]byte, error) {
+	var hashes [][]byte
+	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
+		if size > n {
+			return fmt.Errorf("inclusion proof: size %d, the log has %d events", size, n)
+		}
+		nodes, err := proof.Inclusion(seq, size)
+		if err != nil {
+			return fmt.Errorf("inclusion proof: %w", err)
+		}
+		hashes, err = rehash(btx, nodes)
+		return err
+	})
+	return hashes, err
+}
+
+// ConsistencyProof returns the RFC 6962 proof that the tree of size from is
+// a prefix of the tree of size to.
+func (db *DB) ConsistencyProof(from, to uint64) ([][]byte, error) {
+	var hashes [][]byte
+	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
+		if to > n {
+			return fmt.Errorf("consistency proof: size %d, the log has %d events", to, n)
+		}
+		nodes, err := proof.Consistency(from, to)
+		if err != nil {
+			return fmt.Errorf("consistency proof: %w", err)
+		}
+		hashes, err = rehash(btx, nodes)
+		return err
+	})
+	return hashes, err
+}
+
+func rehash(btx *bbolt.Tx, nodes proof.Nodes) ([][]byte, error) {
+	hashes, err := readNodes(btx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, hasher.HashChildren)
+}
+
+// Checkpoint is a signed statement of the tree: a C2SP tlog-checkpoint note.
+type Checkpoint struct {
+	Origin string
+	Size   uint64
+	Root   []byte
+	Note   []byte // the signed note
+}
+
+// Origin is the checkpoint origin of a camera's log (SPEC, "Audit log").
+func Origin(site, camera string) string { return "consentcam/" + site + "/" + camera }
+
+// Checkpoint signs the tree as it stands in the transaction and keeps the
+// note as the latest checkpoint. The signer's key name must be origin
+// (NewCheckpointSigner). Append c.Event() after it so that the log carries
+// its checkpoints.
+func (tx *Tx) Checkpoint(origin string, s note.Signer) (Checkpoint, error) {
+	if origin == "" || strings.ContainsAny(origin, "\n") {
+		return Checkpoint{}, fmt.Errorf("checkpoint: bad origin %q", origin)
+	}
+	if s.Name() != origin {
+		return Checkpoint{}, fmt.Errorf("checkpoint: signer %q is not named after origin %q", s.Name(), origin)
+	}
+	tree, err := tx.loadTree()
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	root, err := rootOf(tree)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	c := Checkpoint{Origin: origin, Size: tree.End(), Root: root}
+	c.Note, err = note.Sign(&note.Note{Text: checkpointBody(origin, c.Size, root)}, s)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint: sign: %w", err)
+	}
+	if err := tx.bucket(bucketMeta).Put(metaCheckpoint, c.Note); err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// Event returns the checkpoint event that carries c in the log: detail
+// {"size": c.Size, "root": base64 of c.Root, "note": c.Note}.
+func (c Checkpoint) Event() *Event {
+	return &Event{Type: EventCheckpoint, Detail: map[string]any{
+		"size": c.Size,
+		"root": base64.StdEncoding.EncodeToString(c.Root),
+		"note": string(c.Note),
+	}}
+}
+
+// checkCheckpointEvent makes sure a checkpoint event carries, as
+// Checkpoint.Event builds it, a checkpoint of the tree it follows: what
+// VerifyLog demands.
+func checkCheckpointEvent(ev *Event, tree *compact.Range) error {
+	root, err := rootOf(tree)
+	if err != nil {
+		return err
+	}
+	size, _ := ev.Detail["size"].(uint64)
+	root64, _ := ev.Detail["root"].(string)
+	_, hasNote := ev.Detail["note"].(string)
+	if len(ev.Detail) != 3 || !hasNote || size != tree.End() || root64 != base64.StdEncoding.EncodeToString(root) {
+		return errors.New("a checkpoint event must carry a checkpoint of the tree before it (Checkpoint.Event)")
+	}
+	return nil
+}
+
+func checkpointBody(origin string, size uint64, root []byte) string {
+	return origin + "\n" + strconv.FormatUint(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root) + "\n"
+}
+
+// LatestCheckpoint returns the note of the latest checkpoint, ErrNotFound if
+// none was made.
+func (db *DB) LatestCheckpoint() ([]byte, error) {
+	var n []byte
+	err := db.boltTx(false, func(btx *bbolt.Tx) error {
+		n = slices.Clone(btx.Bucket(bucketMeta).Get(metaCheckpoint))
+		return nil
+	})
+	if err == nil && n == nil {
+		err = fmt.Errorf("latest checkpoint: %w", ErrNotFound)
+	}
+	return n, err
+}
+
+// NewCheckpointSigner returns the note signer of checkpoints for origin: key
+// name origin, algorithm Ed25519, as golang.org/x/mod/sumdb/note encodes it.
+func NewCheckpointSigner(origin string, key ed25519.PrivateKey) (note.Signer, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("checkpoint signer: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	vkey, err := note.NewEd25519VerifierKey(origin, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint signer: %w", err)
+	}
+	// A verifier key is name+hash+base64(alg, public key); the signer key is
+	// PRIVATE+KEY+name+hash+base64(alg, seed).
+	name, rest, _ := strings.Cut(vkey, "+")
+	hash, _, _ := strings.Cut(rest, "+")
+	skey := "PRIVATE+KEY+" + name + "+" + hash + "+" +
+		base64.StdEncoding.EncodeToString(append([]byte{algEd25519}, key.Seed()...))
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint signer %q: %w", origin, err)
+	}
+	return s, nil
+}
+
+// algEd25519 is the algorithm byte of an Ed25519 note key.
+const algEd25519 = 1
+
+// NewCheckpointVerifier returns the note verifier of checkpoints for origin
+// signed by the key of pub.
+func NewCheckpointVerifier(origin string, pub ed25519.PublicKey) (note.Verifier, error) {
+	vkey, err := note.NewEd25519VerifierKey(origin, pub)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint verifier: %w", err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint verifier %q: %w", origin, err)
+	}
+	return v, nil
+}
+
+// ParsedCheckpoint is the body of a checkpoint note.
+type parsedCheckpoint struct {
+	origin string
+	size   uint64
+	root   []byte
+}
+
+// openCheckpoint verifies a checkpoint note's signature by pub under the key
+// name of its origin line and parses its body.
+func openCheckpoint(msg []byte, pub ed25519.PublicKey) (*parsedCheckpoint, error) {
+	origin, _, ok := strings.Cut(string(msg), "\n")
+	if !ok || origin == "" {
+		return nil, errors.New("no origin line")
+	}
+	v, err := NewCheckpointVerifier(origin, pub)
+	if err != nil {
+		return nil, err
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		if errors.As(err, &unverified) {
+			return nil, fmt.Errorf("not signed by the given key for origin %q", origin)
+		}
+		return nil, err
+	}
+	// origin, size, root, then optional extension lines.
+	lines := strings.Split(strings.TrimSuffix(n.Text, "\n"), "\n")
+	if len(lines) < 3 {
+		return nil, errors.New("body has fewer than 3 lines")
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
+		return nil, fmt.Errorf("bad size %q", lines[1])
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != sha256.Size {
+		return nil, fmt.Errorf("bad root hash %q", lines[2])
+	}
+	return &parsedCheckpoint{origin: origin, size: size, root: root}, nil
+}

@@ -1,0 +1,441 @@
+package store_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/store"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func TestEventTypes(t *testing.T) {
+	// The strings of SPEC, "Audit log".
+	for _, tc := range []struct{ got, want string }{
+		{store.EventAgentStarted, "agent.started"},
+		{store.EventAgentStopped, "agent.stopped"},
+		{store.EventNoticePublished, "notice.published"},
+		{store.EventConsentAccepted, "consent.accepted"},
+		{store.EventConsentRejected, "consent.rejected"},
+		{store.EventConsentDeclined, "consent.declined"},
+		{store.EventWindowOpened, "window.opened"},
+		{store.EventWindowClosed, "window.closed"},
+		{store.EventCaptureSaved, "capture.saved"},
+		{store.EventCaptureSkipped, "capture.skipped"},
+		{store.EventRecordAccessed, "record.accessed"},
+		{store.EventRecordExpired, "record.expired"},
+		{store.EventRecordErased, "record.erased"},
+		{store.EventConsentRevoked, "consent.revoked"},
+		{store.EventRevokeRejected, "revoke.rejected"},
+		{store.EventStoreCompacted, "store.compacted"},
+		{store.EventSourceFailed, "source.failed"},
+		{store.EventSourceRecovered, "source.recovered"},
+		{store.EventCheckpoint, "checkpoint"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("constant is %q, want %q", tc.got, tc.want)
+			}
+			db, _ := MustOpenDB(t)
+			if tc.got == store.EventCheckpoint {
+				MustCheckpoint(t, db)
+				return
+			}
+			MustAppend(t, db, 1, tc.got)
+		})
+	}
+}
+
+func TestAppend(t *testing.T) {
+	t.Run("Fields", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		clock.Advance(1234567 * time.Microsecond) // 1.234567 s: stored to the ms
+		ev := &store.Event{
+			Seq: 99, Site: "forged", Camera: "forged", // set by Append, whatever the caller says
+			Type: store.EventConsentRejected, Visit: "visit-1", Subject: "subj-a",
+			Purposes: []string{purposeChannel}, Reason: "expired", Actor: "kiosk-1",
+			Detail: map[string]any{"kid": "kiosk-1", "n": 2},
+		}
+		MustUpdate(t, db, func(tx *store.Tx) error { return tx.Append(ev) })
+
+		wantTime := epoch.Add(1234 * time.Millisecond)
+		if ev.Seq != 0 || !ev.Time.Equal(wantTime) || ev.Time.Location() != time.UTC || ev.Site != testSite || ev.Camera != testCamera {
+			t.Errorf("event after Append: seq %d, time %v, site %s, camera %s", ev.Seq, ev.Time, ev.Site, ev.Camera)
+		}
+		got := MustEvents(t, db, 0, 10)
+		want := `{"seq":0,"time":"2026-11-27T09:00:01.234Z","type":"consent.rejected","site":"office-07","camera":"entrance-1",` +
+			`"visit":"visit-1","subject":"subj-a","record":"","purposes":["channel-attribution"],"reason":"expired","actor":"kiosk-1","detail":{"kid":"kiosk-1","n":2}}`
+		want = strings.Replace(want, `"record":"",`, "", 1) // omitted when empty
+		if len(got) != 1 || string(got[0]) != want {
+			t.Errorf("stored event:\n got %s\nwant %s", got, want)
+		}
+	})
+
+	t.Run("OptionalFieldsOmitted", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 1, store.EventAgentStarted)
+		MustUpdate(t, db, func(tx *store.Tx) error { return tx.Append(&store.Event{Type: store.EventAgentStopped}) })
+		var fields map[string]any
+		if err := json.Unmarshal(MustEvents(t, db, 1, 1)[0], &fields); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := slices.Sorted(maps.Keys(fields)), []string{"camera", "seq", "site", "time", "type"}; !slices.Equal(got, want) {
+			t.Errorf("fields %v, want %v", got, want)
+		}
+	})
+
+	t.Run("Refused", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		for _, tc := range []struct {
+			name string
+			ev   *store.Event
+		}{
+			{"UnknownType", &store.Event{Type: "record.leaked"}},
+			{"NoType", &store.Event{}},
+			{"DetailNotJSON", &store.Event{Type: store.EventSourceFailed, Detail: map[string]any{"ch": make(chan int)}}},
+			{"CheckpointWithout", &store.Event{Type: store.EventCheckpoint}},
+			{"CheckpointOfAnotherTree", store.Checkpoint{Size: 7, Root: make([]byte, 32), Note: []byte("x")}.Event()},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if err := db.Update(func(tx *store.Tx) error { return tx.Append(tc.ev) }); err == nil {
+					t.Fatal("Append accepted it")
+				}
+			})
+		}
+		MustAppend(t, db, 1, store.EventAgentStarted)
+		if got := MustEvents(t, db, 0, 10); len(got) != 1 || !bytes.Contains(got[0], []byte(`"seq":0`)) {
+			t.Errorf("after refusals the log is %s, want one event with seq 0", got)
+		}
+	})
+
+	t.Run("RollbackLeavesNoGap", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 2, store.EventAgentStarted)
+		failure := errors.New("failed")
+		err := db.Update(func(tx *store.Tx) error {
+			for range 3 {
+				if err := tx.Append(&store.Event{Type: store.EventWindowOpened}); err != nil {
+					return err
+				}
+			}
+			return failure
+		})
+		if !errors.Is(err, failure) {
+			t.Fatalf("err = %v", err)
+		}
+		if got := db.Size(); got != 2 {
+			t.Errorf("Size = %d after a rolled-back append, want 2", got)
+		}
+		MustAppend(t, db, 1, store.EventWindowClosed)
+		assertSeqs(t, db, 3)
+	})
+
+	t.Run("ManyInOneTransaction", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			for range 10 {
+				if err := tx.Append(&store.Event{Type: store.EventWindowOpened}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		assertSeqs(t, db, 10)
+	})
+
+	t.Run("SeqAcrossReopen", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		MustAppend(t, db, 5, store.EventAgentStarted)
+		root := MustRoot(t, db, 5)
+		db = MustReopen(t, db, clock)
+		if got := db.Size(); got != 5 {
+			t.Fatalf("Size after reopen = %d, want 5", got)
+		}
+		if got := MustRoot(t, db, 5); !bytes.Equal(got, root) {
+			t.Errorf("root after reopen %x, want %x", got, root)
+		}
+		MustAppend(t, db, 5, store.EventAgentStopped)
+		assertSeqs(t, db, 10)
+	})
+}
+
+// assertSeqs checks that the log holds seqs 0 to n-1, in order, and that its
+// root is the textbook Merkle tree hash of the events' bytes.
+func assertSeqs(tb testing.TB, db *store.DB, n int) {
+	tb.Helper()
+	evs := MustEvents(tb, db, 0, n+10)
+	if len(evs) != n || db.Size() != uint64(n) {
+		tb.Fatalf("log has %d events, Size %d; want %d", len(evs), db.Size(), n)
+	}
+	for i, b := range evs {
+		var ev store.Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			tb.Fatalf("event %d: %v", i, err)
+		}
+		if ev.Seq != uint64(i) {
+			tb.Fatalf("event %d has seq %d", i, ev.Seq)
+		}
+	}
+	if got, want := MustRoot(tb, db, uint64(n)), mth(evs); !bytes.Equal(got, want) {
+		tb.Fatalf("Root(%d) = %x, the events hash to %x", n, got, want)
+	}
+}
+
+func TestProofs(t *testing.T) {
+	db, _ := MustOpenDB(t)
+	const n = 70
+	// Batches of varied sizes, so trees grow by one and by several leaves.
+	for appended, batch := 0, 1; appended < n; batch = batch%7 + 1 {
+		k := min(batch, n-appended)
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			for range k {
+				if err := tx.Append(&store.Event{Type: store.EventWindowOpened, Reason: strconv.Itoa(appended)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		appended += k
+	}
+	leaves := MustEvents(t, db, 0, n)
+	hasher := rfc6962.DefaultHasher
+	roots := make([][]byte, n+1)
+	for size := range uint64(n + 1) {
+		roots[size] = MustRoot(t, db, size)
+		if want := mth(leaves[:size]); !bytes.Equal(roots[size], want) {
+			t.Fatalf("Root(%d) = %x, want %x", size, roots[size], want)
+		}
+	}
+
+	t.Run("Inclusion", func(t *testing.T) {
+		for size := uint64(1); size <= n; size++ {
+			for seq := range size {
+				p, err := db.InclusionProof(seq, size)
+				if err != nil {
+					t.Fatalf("InclusionProof(%d, %d): %v", seq, size, err)
+				}
+				if err := proof.VerifyInclusion(hasher, seq, size, hasher.HashLeaf(leaves[seq]), p, roots[size]); err != nil {
+					t.Fatalf("InclusionProof(%d, %d) does not verify: %v", seq, size, err)
+				}
+				// A proof for one event does not pass for another.
+				other := (seq + 1) % size
+				if other != seq && proof.VerifyInclusion(hasher, seq, size, hasher.HashLeaf(leaves[other]), p, roots[size]) == nil {
+					t.Fatalf("InclusionProof(%d, %d) verifies event %d too", seq, size, other)
+				}
+			}
+		}
+	})
+
+	t.Run("Consistency", func(t *testing.T) {
+		for to := uint64(0); to <= n; to++ {
+			for from := uint64(0); from <= to; from++ {
+				p, err := db.ConsistencyProof(from, to)
+				if err != nil {
+					t.Fatalf("ConsistencyProof(%d, %d): %v", from, to, err)
+				}
+				if err := proof.VerifyConsistency(hasher, from, to, p, roots[from], roots[to]); err != nil {
+					t.Fatalf("ConsistencyProof(%d, %d) does not verify: %v", from, to, err)
+				}
+			}
+		}
+	})
+
+	t.Run("OutOfRange", func(t *testing.T) {
+		for name, f := range map[string]func() error{
+			"InclusionSeqAtSize":  func() error { _, err := db.InclusionProof(5, 5); return err },
+			"InclusionBeyondLog":  func() error { _, err := db.InclusionProof(0, n+1); return err },
+			"ConsistencyBackward": func() error { _, err := db.ConsistencyProof(6, 5); return err },
+			"ConsistencyBeyond":   func() error { _, err := db.ConsistencyProof(1, n+1); return err },
+			"RootBeyondLog":       func() error { _, err := db.Root(n + 1); return err },
+		} {
+			t.Run(name, func(t *testing.T) {
+				if f() == nil {
+					t.Fatal("accepted")
+				}
+			})
+		}
+	})
+}
+
+func TestCheckpoint(t *testing.T) {
+	t.Run("SignsTheTree", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 9, store.EventWindowOpened)
+		c := MustCheckpoint(t, db)
+		if c.Origin != testOrigin || c.Size != 9 || !bytes.Equal(c.Root, MustRoot(t, db, 9)) {
+			t.Errorf("checkpoint %s %d %x, want %s 9 and the root of 9 events", c.Origin, c.Size, c.Root, testOrigin)
+		}
+		v, err := store.NewCheckpointVerifier(testOrigin, testDevicePub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := note.Open(c.Note, note.VerifierList(v))
+		if err != nil {
+			t.Fatalf("note does not open: %v\n%s", err, c.Note)
+		}
+		wantText := fmt.Sprintf("%s\n9\n%s\n", testOrigin, base64.StdEncoding.EncodeToString(c.Root))
+		if n.Text != wantText {
+			t.Errorf("note text %q, want %q", n.Text, wantText)
+		}
+		latest, err := db.LatestCheckpoint()
+		if err != nil || !bytes.Equal(latest, c.Note) {
+			t.Errorf("LatestCheckpoint = %q, %v; want the note", latest, err)
+		}
+		// The event after it carries it.
+		var ev struct {
+			Seq    uint64
+			Type   string
+			Detail struct {
+				Size uint64
+				Root string
+				Note string
+			}
+		}
+		if err := json.Unmarshal(MustEvents(t, db, 9, 1)[0], &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != 9 || ev.Type != store.EventCheckpoint || ev.Detail.Size != 9 ||
+			ev.Detail.Root != base64.StdEncoding.EncodeToString(c.Root) || ev.Detail.Note != string(c.Note) {
+			t.Errorf("checkpoint event %+v", ev)
+		}
+	})
+
+	t.Run("EmptyTree", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		c := MustCheckpoint(t, db)
+		if want := mth(nil); c.Size != 0 || !bytes.Equal(c.Root, want) {
+			t.Errorf("checkpoint of the empty log: size %d root %x, want 0 %x", c.Size, c.Root, want)
+		}
+	})
+
+	t.Run("None", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		if _, err := db.LatestCheckpoint(); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("LatestCheckpoint = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("RolledBack", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		first := MustCheckpoint(t, db)
+		err := db.Update(func(tx *store.Tx) error {
+			c, err := tx.Checkpoint(testOrigin, MustSigner(t))
+			if err != nil {
+				return err
+			}
+			if err := tx.Append(c.Event()); err != nil {
+				return err
+			}
+			return errors.New("shutdown")
+		})
+		if err == nil {
+			t.Fatal("Update succeeded")
+		}
+		if got, err := db.LatestCheckpoint(); err != nil || !bytes.Equal(got, first.Note) {
+			t.Errorf("LatestCheckpoint after rollback is not the first one (%v)", err)
+		}
+	})
+
+	t.Run("SignerNotOfOrigin", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		other, err := store.NewCheckpointSigner("consentcam/office-07/other", testDeviceKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *store.Tx) error {
+			_, err := tx.Checkpoint(testOrigin, other)
+			return err
+		})
+		if err == nil {
+			t.Fatal("Checkpoint signed with a key named after another origin")
+		}
+	})
+}
+
+// TestCheckpointKeys checks our note keys against those the note package
+// generates itself for the same Ed25519 key.
+func TestCheckpointKeys(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// skey is PRIVATE+KEY+name+hash+base64(0x01 || seed).
+	parts := strings.SplitN(skey, "+", 5)
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		t.Fatalf("unexpected signer key encoding: %v", err)
+	}
+	key := ed25519.NewKeyFromSeed(raw[1:])
+
+	theirs, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirVerifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := store.NewCheckpointSigner(testOrigin, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ourVerifier, err := store.NewCheckpointVerifier(testOrigin, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ours.Name() != theirs.Name() || ours.KeyHash() != theirs.KeyHash() {
+		t.Errorf("our signer is %s+%08x, note's %s+%08x", ours.Name(), ours.KeyHash(), theirs.Name(), theirs.KeyHash())
+	}
+	if ourVerifier.Name() != theirVerifier.Name() || ourVerifier.KeyHash() != theirVerifier.KeyHash() {
+		t.Errorf("our verifier is %s+%08x, note's %s+%08x", ourVerifier.Name(), ourVerifier.KeyHash(), theirVerifier.Name(), theirVerifier.KeyHash())
+	}
+	signed, err := note.Sign(&note.Note{Text: testOrigin + "\n1\nAAAA\n"}, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(signed, note.VerifierList(theirVerifier)); err != nil {
+		t.Errorf("note's verifier refuses our signature: %v", err)
+	}
+
+	t.Run("BadKeys", func(t *testing.T) {
+		if _, err := store.NewCheckpointSigner(testOrigin, key[:10]); err == nil {
+			t.Error("signer from a short key")
+		}
+		if _, err := store.NewCheckpointSigner("has space", key); err == nil {
+			t.Error("signer with an invalid name")
+		}
+		if _, err := store.NewCheckpointVerifier(testOrigin, []byte("short")); err == nil {
+			t.Error("verifier from a short key")
+		}
+	})
+}
+
+func MustEvents(tb testing.TB, db *store.DB, from uint64, limit int) [][]byte {
+	tb.Helper()
+	evs, err := db.Events(from, limit)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return evs
+}
+
+func MustRoot(tb testing.TB, db *store.DB, size uint64) []byte {
+	tb.Helper()
+	root, err := db.Root(size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return root
+}

@@ -1,0 +1,172 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+)
+
+// Check runs bbolt's consistency check and verifies the store's own
+// invariants: the log is gap-free, every event is well formed and the stored
+// Merkle nodes are those its leaves hash to; the outbox and counters agree
+// with what they count; every record decodes, has its image (which decrypts
+// under its subject's key) and exactly its index entries; no data key
+// outlives its subject's records; spent token ids and their index agree. It
+// reads the whole file: for tests and repair, not for the daemon's hot path.
+func (db *DB) Check() error {
+	return db.View(func(tx *Tx) error {
+		var errs []error
+		for err := range tx.tx.Check() {
+			errs = append(errs, fmt.Errorf("bbolt: %w", err))
+		}
+		errs = append(errs, tx.checkLog()...)
+		errs = append(errs, tx.checkRecords()...)
+		errs = append(errs, tx.checkSpent()...)
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("check %s: %w", tx.db.path, err)
+		}
+		return nil
+	})
+}
+
+func (tx *Tx) checkLog() []error {
+	var errs []error
+	meta := tx.bucket(bucketMeta)
+	size := getUint64(meta, metaSize)
+	tree := rangeFactory.NewEmptyRange(0)
+	nodes := tx.bucket(bucketNodes)
+	visit := func(id compact.NodeID, hash []byte) {
+		if got := nodes.Get(nodeKey(id)); !bytes.Equal(got, hash) {
+			errs = append(errs, fmt.Errorf("merkle node level %d index %d: stored %x, leaves give %x", id.Level, id.Index, got, hash))
+		}
+	}
+	err := tx.bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		seq := tree.End()
+		if decodeUint64(k) != seq || len(k) != 8 {
+			return fmt.Errorf("event key %x where seq %d expected", k, seq)
+		}
+		ev, err := parseEvent(v)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("event %d: %w", seq, err))
+		case ev.Seq != seq || ev.Site != tx.db.Site || ev.Camera != tx.db.Camera:
+			errs = append(errs, fmt.Errorf("event %d: says seq %d, %s/%s", seq, ev.Seq, ev.Site, ev.Camera))
+		}
+		return tree.Append(hasher.HashLeaf(v), visit)
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	if tree.End() != size {
+		errs = append(errs, fmt.Errorf("log has %d events, tree size says %d", tree.End(), size))
+	}
+	if n := nodes.Stats().KeyN; n != nodeCount(size) {
+		errs = append(errs, fmt.Errorf("%d merkle nodes stored, want %d", n, nodeCount(size)))
+	}
+
+	outbox := 0
+	err = tx.bucket(bucketOutbox).ForEach(func(k, _ []byte) error {
+		if decodeUint64(k) >= size {
+			errs = append(errs, fmt.Errorf("outbox holds seq %d beyond the log", decodeUint64(k)))
+		}
+		outbox++
+		return nil
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	if want := getUint64(meta, metaPending); uint64(outbox) != want {
+		errs = append(errs, fmt.Errorf("outbox holds %d events, its counter says %d", outbox, want))
+	}
+	return errs
+}
+
+// nodeCount is the number of perfect subtrees, leaves included, in a tree of
+// size leaves.
+func nodeCount(size uint64) int {
+	n := 0
+	for s := size; s > 0; s >>= 1 {
+		n += int(s)
+	}
+	return n
+}
+
+func (tx *Tx) checkRecords() []error {
+	var errs []error
+	var records, expiries int
+	subjects := make(map[string]bool)
+	err := tx.bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		records++
+		r, err := decodeRecord(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("record %s: %w", k, err))
+			return nil
+		}
+		if r.ID != string(k) {
+			errs = append(errs, fmt.Errorf("record %s: says id %s", k, r.ID))
+		}
+		subjects[r.Subject] = true
+		entries := indexEntries(r)
+		for _, e := range entries {
+			if !has(tx.bucket(e.bucket), e.key) {
+				errs = append(errs, fmt.Errorf("record %s: no entry %x in index %s", k, e.key, e.bucket))
+			}
+		}
+		expiries += len(entries) - 2
+		key, err := tx.dataKey(r.Subject, false)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("record %s: %w", k, err))
+			return nil
+		}
+		aead, err := newAEAD(key)
+		if err != nil {
+			return err
+		}
+		if _, err := aead.Open(nil, nil, tx.bucket(bucketImages).Get(k), k); err != nil {
+			errs = append(errs, fmt.Errorf("record %s: image does not decrypt: %w", k, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	if want := getUint64(tx.bucket(bucketMeta), metaRecords); uint64(records) != want {
+		errs = append(errs, fmt.Errorf("%d records, their counter says %d", records, want))
+	}
+	// Each record has its entries (checked above); no entry may be left over.
+	for _, c := range []struct {
+		bucket []byte
+		want   int
+	}{
+		{bucketImages, records},
+		{bucketBySubject, records},
+		{bucketByVisit, records},
+		{bucketByExpiry, expiries},
+		{bucketKeys, len(subjects)},
+	} {
+		if n := tx.bucket(c.bucket).Stats().KeyN; n != c.want {
+			errs = append(errs, fmt.Errorf("bucket %s has %d entries, want %d", c.bucket, n, c.want))
+		}
+	}
+	return errs
+}
+
+func (tx *Tx) checkSpent() []error {
+	var errs []error
+	exp := tx.bucket(bucketSpentExp)
+	err := tx.bucket(bucketSpent).ForEach(func(k, v []byte) error {
+		if !has(exp, append(bytes.Clone(v), k...)) {
+			errs = append(errs, fmt.Errorf("spent token id %q: not in the expiry index", k))
+		}
+		return nil
+	})
+	if err != nil {
+		return append(errs, err)
+	}
+	if n, want := exp.Stats().KeyN, tx.bucket(bucketSpent).Stats().KeyN; n != want {
+		errs = append(errs, fmt.Errorf("spent expiry index has %d entries, want %d", n, want))
+	}
+	return errs
+}

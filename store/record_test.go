@@ -1,0 +1,549 @@
+package store_test
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/store"
+)
+
+const (
+	purposeChannel  = "channel-attribution"
+	purposeSecurity = "entry-security"
+)
+
+func TestPutRecord(t *testing.T) {
+	t.Run("EncryptedAtRest", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		jpeg := FaceJPEG(t)
+		rec := NewRecord(clock, "subj-a", "visit-1", Retained(clock, purposeChannel, 720*time.Hour))
+		MustPut(t, db, jpeg, rec)
+
+		var sealed []byte
+		if err := db.View(func(tx *store.Tx) error {
+			sealed = tx.SealedImage(rec.ID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		raw := MustRead(t, db.Path())
+		// The ciphertext is in the file: we are looking at the right bytes.
+		if !bytes.Contains(raw, sealed) {
+			t.Fatal("the sealed image is not in the file")
+		}
+		// The JPEG's start of image and APP0 segment (FF D8 FF E0, JFIF).
+		if header := jpeg[:11]; bytes.Contains(raw, header) {
+			t.Errorf("the file holds the JPEG header %x", header)
+		}
+		if chunk, ok := sharedChunk(raw, jpeg, 32); ok {
+			t.Errorf("the file holds plaintext image bytes %x", chunk)
+		}
+
+		var got []byte
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			var err error
+			got, err = tx.Image(rec.ID, purposeChannel)
+			return err
+		})
+		if !bytes.Equal(got, jpeg) {
+			t.Errorf("Image returned %d bytes, want the %d stored", len(got), len(jpeg))
+		}
+	})
+
+	t.Run("RecordReadBack", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		rec := NewRecord(clock, "subj-a", "visit-1",
+			Retained(clock, purposeChannel, time.Hour), Retained(clock, purposeSecurity, 2*time.Hour))
+		rec.Camera = ""
+		MustPut(t, db, []byte("image"), rec)
+		rec.Camera = testCamera // an empty camera is the DB's
+
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			got, err := tx.Record(rec.ID)
+			if err != nil {
+				return err
+			}
+			if !recordsEqual(got, rec) {
+				t.Errorf("Record = %+v, want %+v", got, rec)
+			}
+			for _, sel := range []store.Selector{{Subject: "subj-a"}, {Visit: "visit-1"}} {
+				recs, err := tx.Records(sel)
+				if err != nil {
+					return err
+				}
+				if len(recs) != 1 || !recordsEqual(recs[0], rec) {
+					t.Errorf("Records(%v) = %+v, want the record", sel, recs)
+				}
+			}
+			return nil
+		})
+		if n, err := db.RecordCount(); err != nil || n != 1 {
+			t.Errorf("RecordCount = %d, %v; want 1", n, err)
+		}
+	})
+
+	t.Run("Invalid", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		good := func() *store.Record {
+			return NewRecord(clock, "subj-a", "visit-1", Retained(clock, purposeChannel, time.Hour))
+		}
+		existing := good()
+		MustPut(t, db, []byte("image"), existing)
+
+		for _, tc := range []struct {
+			name   string
+			modify func(r *store.Record)
+			image  []byte
+		}{
+			{"NoID", func(r *store.Record) { r.ID = "" }, nil},
+			{"LongID", func(r *store.Record) { r.ID = string(make([]byte, 65)) }, nil},
+			{"NoSubject", func(r *store.Record) { r.Subject = "" }, nil},
+			{"NoVisit", func(r *store.Record) { r.Visit = "" }, nil},
+			{"NoNotice", func(r *store.Record) { r.Notice = "" }, nil},
+			{"NoJTI", func(r *store.Record) { r.JTI = "" }, nil},
+			{"InvalidUTF8", func(r *store.Record) { r.Subject = "\xff" }, nil},
+			{"NoTags", func(r *store.Record) { r.Tags = nil }, nil},
+			{"TagTwice", func(r *store.Record) { r.Tags = append(r.Tags, r.Tags[0]) }, nil},
+			{"TagExpiresAtCapture", func(r *store.Record) { r.Tags[0].Expires = r.CapturedAt }, nil},
+			{"ZeroTime", func(r *store.Record) { r.CapturedAt = time.Time{} }, nil},
+			{"EmptyBox", func(r *store.Record) { r.Box.W = 0 }, nil},
+			{"NaNScore", func(r *store.Record) { r.Score = math.NaN() }, nil},
+			{"NoImage", func(r *store.Record) {}, []byte{}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := good()
+				tc.modify(r)
+				image := tc.image
+				if image == nil {
+					image = []byte("image")
+				}
+				err := db.Update(func(tx *store.Tx) error { return tx.PutRecord(r, image) })
+				if err == nil {
+					t.Fatal("PutRecord accepted it")
+				}
+			})
+		}
+		t.Run("DuplicateID", func(t *testing.T) {
+			r := good()
+			r.ID = existing.ID
+			err := db.Update(func(tx *store.Tx) error { return tx.PutRecord(r, []byte("other")) })
+			if !errors.Is(err, store.ErrExists) {
+				t.Fatalf("err = %v, want ErrExists", err)
+			}
+		})
+		if n, err := db.RecordCount(); err != nil || n != 1 {
+			t.Errorf("RecordCount = %d, %v; want 1 (only the valid record)", n, err)
+		}
+	})
+}
+
+func TestImage(t *testing.T) {
+	db, clock := MustOpenDB(t)
+	rec := NewRecord(clock, "subj-a", "visit-1", Retained(clock, purposeChannel, time.Hour))
+	MustPut(t, db, []byte("image"), rec)
+
+	image := func(id, purpose string) error {
+		return db.View(func(tx *store.Tx) error {
+			_, err := tx.Image(id, purpose)
+			return err
+		})
+	}
+	t.Run("Tagged", func(t *testing.T) {
+		if err := image(rec.ID, purposeChannel); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("NotTagged", func(t *testing.T) {
+		if err := image(rec.ID, purposeSecurity); !errors.Is(err, store.ErrPurpose) {
+			t.Fatalf("err = %v, want ErrPurpose", err)
+		}
+	})
+	t.Run("NoSuchRecord", func(t *testing.T) {
+		if err := image(store.NewID(), purposeChannel); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("TagExpiredBeforeSweep", func(t *testing.T) {
+		clock.Advance(time.Hour)
+		if err := image(rec.ID, purposeChannel); !errors.Is(err, store.ErrPurpose) {
+			t.Fatalf("err = %v, want ErrPurpose", err)
+		}
+	})
+}
+
+func TestErase(t *testing.T) {
+	setup := func(t *testing.T) (*store.DB, map[string]*store.Record) {
+		db, clock := MustOpenDB(t)
+		tag := Retained(clock, purposeChannel, time.Hour)
+		recs := map[string]*store.Record{
+			"a1": NewRecord(clock, "subj-a", "visit-1", tag),
+			"a2": NewRecord(clock, "subj-a", "visit-2", tag),
+			"b1": NewRecord(clock, "subj-b", "visit-1", tag), // a companion in the same visit
+			"c3": NewRecord(clock, "subj-c", "visit-3", tag),
+			"c4": NewRecord(clock, "subj-c", "visit-4", tag),
+		}
+		for _, name := range slices.Sorted(maps.Keys(recs)) {
+			MustPut(t, db, []byte("image of "+name), recs[name])
+		}
+		return db, recs
+	}
+	erase := func(t *testing.T, db *store.DB, sel store.Selector) *store.Erasure {
+		t.Helper()
+		var e *store.Erasure
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			var err error
+			if e, err = tx.Erase(sel); err != nil {
+				return err
+			}
+			for _, r := range e.Records {
+				if err := tx.Append(&store.Event{Type: store.EventRecordErased, Subject: r.Subject, Visit: r.Visit, Record: r.ID}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return e
+	}
+
+	t.Run("Subject", func(t *testing.T) {
+		db, recs := setup(t)
+		e := erase(t, db, store.Selector{Subject: "subj-a"})
+
+		if got, want := ids(e.Records), sortedIDs(recs["a1"], recs["a2"]); !slices.Equal(got, want) {
+			t.Errorf("erased %v, want %v", got, want)
+		}
+		if got, want := e.Keys, []string{"subj-a"}; !slices.Equal(got, want) {
+			t.Errorf("keys erased %v, want %v", got, want)
+		}
+		assertGone(t, db, "subj-a", recs["a1"], recs["a2"])
+		assertPresent(t, db, recs["b1"], recs["c3"], recs["c4"])
+		if got := MustRecords(t, db, store.Selector{Visit: "visit-1"}); !slices.Equal(ids(got), []string{recs["b1"].ID}) {
+			t.Errorf("visit-1 has %v, want only subj-b's record", ids(got))
+		}
+		if n, err := db.RecordCount(); err != nil || n != 3 {
+			t.Errorf("RecordCount = %d, %v; want 3", n, err)
+		}
+	})
+
+	t.Run("VisitKeepsKeyWhileSubjectHasRecords", func(t *testing.T) {
+		db, recs := setup(t)
+		e := erase(t, db, store.Selector{Visit: "visit-3"})
+		if got, want := ids(e.Records), []string{recs["c3"].ID}; !slices.Equal(got, want) {
+			t.Errorf("erased %v, want %v", got, want)
+		}
+		if len(e.Keys) != 0 {
+			t.Errorf("keys erased %v, want none: subj-c still has a record", e.Keys)
+		}
+		assertPresent(t, db, recs["c4"])
+
+		e = erase(t, db, store.Selector{Visit: "visit-4"})
+		if got, want := e.Keys, []string{"subj-c"}; !slices.Equal(got, want) {
+			t.Errorf("keys erased %v, want %v", got, want)
+		}
+		assertGone(t, db, "subj-c", recs["c3"], recs["c4"])
+		assertPresent(t, db, recs["a1"], recs["a2"], recs["b1"])
+	})
+
+	t.Run("VisitOfTwoSubjects", func(t *testing.T) {
+		db, recs := setup(t)
+		e := erase(t, db, store.Selector{Visit: "visit-1"})
+		if got, want := ids(e.Records), sortedIDs(recs["a1"], recs["b1"]); !slices.Equal(got, want) {
+			t.Errorf("erased %v, want %v", got, want)
+		}
+		if got, want := e.Keys, []string{"subj-b"}; !slices.Equal(got, want) {
+			t.Errorf("keys erased %v, want %v (subj-a keeps visit-2)", got, want)
+		}
+		assertPresent(t, db, recs["a2"])
+	})
+
+	t.Run("Nothing", func(t *testing.T) {
+		db, _ := setup(t)
+		e := erase(t, db, store.Selector{Subject: "nobody"})
+		if len(e.Records) != 0 || len(e.Keys) != 0 {
+			t.Errorf("erased %+v, want nothing", e)
+		}
+	})
+
+	t.Run("BadSelector", func(t *testing.T) {
+		db, _ := setup(t)
+		for _, sel := range []store.Selector{{}, {Subject: "subj-a", Visit: "visit-1"}} {
+			err := db.Update(func(tx *store.Tx) error {
+				_, err := tx.Erase(sel)
+				return err
+			})
+			if err == nil {
+				t.Errorf("Erase(%+v) succeeded", sel)
+			}
+		}
+	})
+
+	t.Run("RolledBackWithItsEvents", func(t *testing.T) {
+		db, recs := setup(t)
+		size := db.Size()
+		failure := errors.New("publish failed")
+		err := db.Update(func(tx *store.Tx) error {
+			if _, err := tx.Erase(store.Selector{Subject: "subj-a"}); err != nil {
+				return err
+			}
+			if err := tx.Append(&store.Event{Type: store.EventConsentRevoked, Subject: "subj-a"}); err != nil {
+				return err
+			}
+			return failure
+		})
+		if !errors.Is(err, failure) {
+			t.Fatalf("err = %v, want the function's", err)
+		}
+		assertPresent(t, db, recs["a1"], recs["a2"])
+		if got := db.Size(); got != size {
+			t.Errorf("Size = %d after rollback, want %d", got, size)
+		}
+	})
+}
+
+func TestCompact(t *testing.T) {
+	db, clock := MustOpenDB(t)
+	tag := Retained(clock, purposeChannel, time.Hour)
+	erased := NewRecord(clock, "subj-a", "visit-1", tag)
+	kept := NewRecord(clock, "subj-b", "visit-2", tag)
+	MustPut(t, db, FaceJPEG(t), erased)
+	MustPut(t, db, []byte("kept image"), kept)
+	MustCheckpoint(t, db)
+
+	var sealed, wrapped []byte
+	if err := db.View(func(tx *store.Tx) error {
+		sealed, wrapped = tx.SealedImage(erased.ID), tx.WrappedKey(erased.Subject)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) == 0 || len(wrapped) == 0 {
+		t.Fatal("no sealed image or wrapped key to look for")
+	}
+	MustUpdate(t, db, func(tx *store.Tx) error {
+		_, err := tx.Erase(store.Selector{Subject: erased.Subject})
+		return err
+	})
+	// bbolt does not overwrite freed pages: erasure alone leaves the bytes.
+	if !bytes.Contains(MustRead(t, db.Path()), sealed) {
+		t.Fatal("the erased ciphertext is already gone before compaction; the test proves nothing")
+	}
+	size, root := db.Size(), MustRoot(t, db, db.Size())
+
+	before, after, err := db.Compact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 0 || after <= 0 || after > before {
+		t.Errorf("Compact sizes: before %d, after %d", before, after)
+	}
+	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() != after {
+		t.Errorf("file size %v (%v), Compact said %d", fi.Size(), err, after)
+	}
+
+	files, err := os.ReadDir(filepath.Dir(db.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Name() != filepath.Base(db.Path()) {
+		t.Errorf("directory holds %v, want only the store", files)
+	}
+	for _, f := range files {
+		raw := MustRead(t, filepath.Join(filepath.Dir(db.Path()), f.Name()))
+		if chunk, ok := sharedChunk(raw, sealed, 32); ok {
+			t.Errorf("%s still holds erased ciphertext %x", f.Name(), chunk)
+		}
+		if bytes.Contains(raw, wrapped) {
+			t.Errorf("%s still holds the erased subject's wrapped key", f.Name())
+		}
+	}
+
+	// The store works on, log included.
+	assertPresent(t, db, kept)
+	if db.Size() != size || !bytes.Equal(MustRoot(t, db, size), root) {
+		t.Errorf("log changed by compaction")
+	}
+	MustAppend(t, db, 1, store.EventStoreCompacted)
+	if _, err := db.LatestCheckpoint(); err != nil {
+		t.Errorf("LatestCheckpoint after compaction: %v", err)
+	}
+}
+
+func TestSweep(t *testing.T) {
+	t.Run("TagsExpireSeparately", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		rec := NewRecord(clock, "subj-a", "visit-1",
+			Retained(clock, purposeChannel, time.Hour), Retained(clock, purposeSecurity, 24*time.Hour))
+		other := NewRecord(clock, "subj-b", "visit-2", Retained(clock, purposeChannel, 48*time.Hour))
+		MustPut(t, db, []byte("image"), rec, other)
+
+		clock.Advance(59 * time.Minute)
+		if s := MustSweep(t, db, clock.Now()); len(s.Dropped) != 0 || len(s.Expired.Records) != 0 {
+			t.Errorf("sweep before any expiry: %+v", s)
+		}
+
+		clock.Advance(time.Minute) // exactly the first expiry: expired
+		s := MustSweep(t, db, clock.Now())
+		want := []store.DroppedTag{{Record: rec.ID, Tag: rec.Tags[0]}}
+		if !slices.EqualFunc(s.Dropped, want, droppedEqual) || len(s.Expired.Records) != 0 {
+			t.Errorf("sweep at 1h: dropped %+v, expired %v; want %+v and none", s.Dropped, ids(s.Expired.Records), want)
+		}
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			got, err := tx.Record(rec.ID)
+			if err != nil {
+				return err
+			}
+			if p := got.Purposes(); !slices.Equal(p, []string{purposeSecurity}) {
+				t.Errorf("record purposes %v, want [%s]", p, purposeSecurity)
+			}
+			if _, err := tx.Image(rec.ID, purposeChannel); !errors.Is(err, store.ErrPurpose) {
+				t.Errorf("Image for the dropped purpose: %v, want ErrPurpose", err)
+			}
+			_, err = tx.Image(rec.ID, purposeSecurity)
+			return err
+		})
+
+		clock.Advance(23 * time.Hour)
+		s = MustSweep(t, db, clock.Now())
+		want = []store.DroppedTag{{Record: rec.ID, Tag: rec.Tags[1], Deleted: true}}
+		if !slices.EqualFunc(s.Dropped, want, droppedEqual) {
+			t.Errorf("sweep at 24h: dropped %+v, want %+v", s.Dropped, want)
+		}
+		if got := ids(s.Expired.Records); !slices.Equal(got, []string{rec.ID}) {
+			t.Errorf("sweep at 24h: expired %v, want [%s]", got, rec.ID)
+		}
+		if !slices.Equal(s.Expired.Keys, []string{"subj-a"}) {
+			t.Errorf("sweep at 24h: keys %v, want [subj-a]", s.Expired.Keys)
+		}
+		assertGone(t, db, "subj-a", rec)
+		assertPresent(t, db, other)
+	})
+
+	t.Run("SurvivesReopen", func(t *testing.T) {
+		db, clock := MustOpenDB(t)
+		rec := NewRecord(clock, "subj-a", "visit-1", Retained(clock, purposeChannel, time.Hour))
+		MustPut(t, db, []byte("image"), rec)
+		db = MustReopen(t, db, clock)
+		clock.Advance(time.Hour)
+		if s := MustSweep(t, db, clock.Now()); !slices.Equal(ids(s.Expired.Records), []string{rec.ID}) {
+			t.Errorf("expired %v after reopen, want [%s]", ids(s.Expired.Records), rec.ID)
+		}
+	})
+}
+
+// MustSweep sweeps and appends record.expired for each expired record, as
+// the agent does.
+func MustSweep(tb testing.TB, db *store.DB, now time.Time) *store.Sweep {
+	tb.Helper()
+	var s *store.Sweep
+	MustUpdate(tb, db, func(tx *store.Tx) error {
+		var err error
+		if s, err = tx.Sweep(now); err != nil {
+			return err
+		}
+		for _, r := range s.Expired.Records {
+			if err := tx.Append(&store.Event{Type: store.EventRecordExpired, Subject: r.Subject, Record: r.ID, Purposes: r.Purposes()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s
+}
+
+func MustRecords(tb testing.TB, db *store.DB, sel store.Selector) []*store.Record {
+	tb.Helper()
+	var recs []*store.Record
+	if err := db.View(func(tx *store.Tx) error {
+		var err error
+		recs, err = tx.Records(sel)
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return recs
+}
+
+// assertGone checks that nothing of the records is left: record, image,
+// index entries, and the subject's data key.
+func assertGone(tb testing.TB, db *store.DB, subject string, recs ...*store.Record) {
+	tb.Helper()
+	err := db.View(func(tx *store.Tx) error {
+		for _, r := range recs {
+			if _, err := tx.Record(r.ID); !errors.Is(err, store.ErrNotFound) {
+				tb.Errorf("Record(%s): %v, want ErrNotFound", r.ID, err)
+			}
+			if tx.SealedImage(r.ID) != nil {
+				tb.Errorf("record %s: image left", r.ID)
+			}
+			if got, err := tx.Records(store.Selector{Visit: r.Visit}); err != nil || slices.Contains(ids(got), r.ID) {
+				tb.Errorf("record %s: still indexed under its visit (%v)", r.ID, err)
+			}
+		}
+		if got, err := tx.Records(store.Selector{Subject: subject}); err != nil || len(got) != 0 {
+			tb.Errorf("subject %s: records %v left (%v)", subject, ids(got), err)
+		}
+		if tx.WrappedKey(subject) != nil {
+			tb.Errorf("subject %s: data key left", subject)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// assertPresent checks that the records are stored and their images decrypt.
+func assertPresent(tb testing.TB, db *store.DB, recs ...*store.Record) {
+	tb.Helper()
+	err := db.View(func(tx *store.Tx) error {
+		for _, r := range recs {
+			if _, err := tx.Image(r.ID, r.Tags[0].Purpose); err != nil {
+				tb.Errorf("record %s: %v", r.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func recordsEqual(a, b *store.Record) bool {
+	return a.ID == b.ID && a.Visit == b.Visit && a.Subject == b.Subject && a.Camera == b.Camera &&
+		a.CapturedAt.Equal(b.CapturedAt) && a.Box == b.Box && a.Detector == b.Detector &&
+		a.Score == b.Score && a.Notice == b.Notice && a.JTI == b.JTI &&
+		slices.EqualFunc(a.Tags, b.Tags, func(x, y store.Tag) bool { return x.Purpose == y.Purpose && x.Expires.Equal(y.Expires) })
+}
+
+func droppedEqual(a, b store.DroppedTag) bool {
+	return a.Record == b.Record && a.Deleted == b.Deleted && a.Tag.Purpose == b.Tag.Purpose && a.Tag.Expires.Equal(b.Tag.Expires)
+}
+
+func ids(recs []*store.Record) []string {
+	s := make([]string, len(recs))
+	for i, r := range recs {
+		s[i] = r.ID
+	}
+	slices.Sort(s)
+	return s
+}
+
+func sortedIDs(recs ...*store.Record) []string { return ids(recs) }
+
+// sharedChunk reports a chunk of n bytes of secret, taken at a multiple of
+// n, found in haystack: any run of 2n-1 bytes of secret contains one.
+func sharedChunk(haystack, secret []byte, n int) ([]byte, bool) {
+	for i := 0; i+n <= len(secret); i += n {
+		if bytes.Contains(haystack, secret[i:i+n]) {
+			return secret[i : i+n], true
+		}
+	}
+	return nil, false
+}

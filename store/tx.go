@@ -1,0 +1,434 @@
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Selector names the records of one subject or of one visit: exactly one of
+// the fields is set.
+type Selector struct {
+	Subject string
+	Visit   string
+}
+
+func (s Selector) String() string {
+	if s.Subject != "" {
+		return "subject " + s.Subject
+	}
+	return "visit " + s.Visit
+}
+
+func (s Selector) validate() error {
+	if (s.Subject == "") == (s.Visit == "") {
+		return errors.New("selector: want exactly one of subject or visit")
+	}
+	return nil
+}
+
+// PutRecord stores rec and its image, encrypted with the subject's data key
+// (created on the subject's first record) and the record id as additional
+// data. An empty rec.Camera is set to the DB's camera. The id must be new.
+func (tx *Tx) PutRecord(rec *Record, image []byte) error {
+	if rec.Camera == "" {
+		rec.Camera = tx.db.Camera
+	}
+	if err := rec.validate(); err != nil {
+		return fmt.Errorf("put record: %w", err)
+	}
+	if len(image) == 0 {
+		return errors.New("put record: empty image")
+	}
+	records := tx.bucket(bucketRecords)
+	if records.Get([]byte(rec.ID)) != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, ErrExists)
+	}
+	key, err := tx.dataKey(rec.Subject, true)
+	if err != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, err)
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, err)
+	}
+	if err := tx.bucket(bucketImages).Put([]byte(rec.ID), aead.Seal(nil, nil, image, []byte(rec.ID))); err != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, err)
+	}
+	if err := tx.writeRecord(nil, rec); err != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, err)
+	}
+	if err := addUint64(tx.bucket(bucketMeta), metaRecords, 1); err != nil {
+		return fmt.Errorf("put record %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// writeRecord stores rec and brings the index entries from those of old
+// (nil for a new record) to its own.
+func (tx *Tx) writeRecord(old, rec *Record) error {
+	if err := tx.bucket(bucketRecords).Put([]byte(rec.ID), encodeRecord(rec)); err != nil {
+		return err
+	}
+	return tx.reindex(old, rec)
+}
+
+// entry is a key in a bucket.
+type entry struct{ bucket, key []byte }
+
+// indexEntries are the index keys of a record: by subject, by visit, and one
+// by expiry for each distinct tag expiry.
+func indexEntries(r *Record) []entry {
+	if r == nil {
+		return nil
+	}
+	es := []entry{
+		{bucketBySubject, nameIDKey(r.Subject, r.ID)},
+		{bucketByVisit, nameIDKey(r.Visit, r.ID)},
+	}
+	for _, t := range r.Tags {
+		e := entry{bucketByExpiry, timeIDKey(t.Expires, r.ID)}
+		if !slices.ContainsFunc(es, e.equal) {
+			es = append(es, e)
+		}
+	}
+	return es
+}
+
+func (e entry) equal(f entry) bool {
+	return bytes.Equal(e.bucket, f.bucket) && bytes.Equal(e.key, f.key)
+}
+
+// reindex replaces the index entries of old with those of rec; either may be
+// nil.
+func (tx *Tx) reindex(old, rec *Record) error {
+	newEntries := indexEntries(rec)
+	for _, e := range indexEntries(old) {
+		if !slices.ContainsFunc(newEntries, e.equal) {
+			if err := tx.bucket(e.bucket).Delete(e.key); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range newEntries {
+		if err := tx.bucket(e.bucket).Put(e.key, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataKey returns the subject's data key, creating it when create is set.
+func (tx *Tx) dataKey(subject string, create bool) ([]byte, error) {
+	if k, ok := tx.dataKeys[subject]; ok {
+		return k, nil
+	}
+	keys := tx.bucket(bucketKeys)
+	var key []byte
+	if wrapped := keys.Get([]byte(subject)); wrapped != nil {
+		var err error
+		if key, err = tx.db.master.Open(nil, nil, wrapped, []byte(subject)); err != nil {
+			return nil, fmt.Errorf("unwrap data key of subject %s: %w", subject, err)
+		}
+	} else {
+		if !create {
+			return nil, fmt.Errorf("data key of subject %s: %w", subject, ErrNotFound)
+		}
+		key = make([]byte, 32)
+		rand.Read(key)
+		if err := keys.Put([]byte(subject), tx.db.master.Seal(nil, nil, key, []byte(subject))); err != nil {
+			return nil, err
+		}
+	}
+	if tx.dataKeys == nil {
+		tx.dataKeys = make(map[string][]byte)
+	}
+	tx.dataKeys[subject] = key
+	return key, nil
+}
+
+// Record returns the record with that id, without its image.
+func (tx *Tx) Record(id string) (*Record, error) {
+	v := tx.bucket(bucketRecords).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("record %s: %w", id, ErrNotFound)
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Records returns the records of a subject or of a visit, by id.
+func (tx *Tx) Records(sel Selector) ([]*Record, error) {
+	if err := sel.validate(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	if sel.Subject != "" {
+		ids = scanPrefix(tx.bucket(bucketBySubject), sel.Subject)
+	} else {
+		ids = scanPrefix(tx.bucket(bucketByVisit), sel.Visit)
+	}
+	recs := make([]*Record, 0, len(ids))
+	for _, id := range ids {
+		r, err := tx.Record(id)
+		if err != nil {
+			return nil, fmt.Errorf("records of %v: %w", sel, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// Image returns the decrypted image of a record for a purpose it is still
+// tagged with at db.Now(): ErrNotFound, or ErrPurpose when the record is not,
+// or no longer, tagged with purpose. Call it in the Update that appends the
+// record.accessed event.
+func (tx *Tx) Image(id, purpose string) ([]byte, error) {
+	r, err := tx.Record(id)
+	if err != nil {
+		return nil, err
+	}
+	t, ok := r.Tag(purpose)
+	if !ok || !tx.db.Now().Before(t.Expires) {
+		return nil, fmt.Errorf("image of record %s for %s: %w", id, purpose, ErrPurpose)
+	}
+	key, err := tx.dataKey(r.Subject, false)
+	if err != nil {
+		return nil, fmt.Errorf("image of record %s: %w", id, err)
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, fmt.Errorf("image of record %s: %w", id, err)
+	}
+	sealed := tx.bucket(bucketImages).Get([]byte(id))
+	if sealed == nil {
+		return nil, fmt.Errorf("image of record %s: %w", id, ErrNotFound)
+	}
+	img, err := aead.Open(nil, nil, sealed, []byte(id))
+	if err != nil {
+		return nil, fmt.Errorf("image of record %s: decrypt: %w", id, err)
+	}
+	return img, nil
+}
+
+// Erasure is what Erase or Sweep deleted.
+type Erasure struct {
+	// Records deleted, as they were (with all their tags).
+	Records []*Record
+	// Subjects whose data key was deleted because no record was left.
+	Keys []string
+}
+
+// Erase deletes the records of a subject or a visit, their index entries,
+// and the data key of every subject left without records. Append the audit
+// events in the same transaction.
+func (tx *Tx) Erase(sel Selector) (*Erasure, error) {
+	recs, err := tx.Records(sel)
+	if err != nil {
+		return nil, fmt.Errorf("erase: %w", err)
+	}
+	e := &Erasure{Records: recs}
+	if err := tx.deleteRecords(e); err != nil {
+		return nil, fmt.Errorf("erase %v: %w", sel, err)
+	}
+	return e, nil
+}
+
+// deleteRecords deletes e.Records and the keys of the subjects they leave
+// without records, which it adds to e.Keys.
+func (tx *Tx) deleteRecords(e *Erasure) error {
+	var subjects []string
+	seen := make(map[string]bool)
+	for _, r := range e.Records {
+		if err := tx.deleteRecord(r); err != nil {
+			return err
+		}
+		if !seen[r.Subject] {
+			seen[r.Subject] = true
+			subjects = append(subjects, r.Subject)
+		}
+	}
+	for _, s := range subjects {
+		if hasPrefix(tx.bucket(bucketBySubject), s) {
+			continue
+		}
+		if err := tx.bucket(bucketKeys).Delete([]byte(s)); err != nil {
+			return err
+		}
+		if k, ok := tx.dataKeys[s]; ok {
+			clear(k)
+			delete(tx.dataKeys, s)
+		}
+		e.Keys = append(e.Keys, s)
+	}
+	return nil
+}
+
+func (tx *Tx) deleteRecord(r *Record) error {
+	for _, b := range [][]byte{bucketRecords, bucketImages} {
+		if err := tx.bucket(b).Delete([]byte(r.ID)); err != nil {
+			return err
+		}
+	}
+	if err := tx.reindex(r, nil); err != nil {
+		return err
+	}
+	return addUint64(tx.bucket(bucketMeta), metaRecords, -1)
+}
+
+// Sweep is what a sweep did.
+type Sweep struct {
+	// Expired holds the records deleted because no tag was left (as they
+	// were, with all their tags) and the subjects whose key went with them.
+	Expired Erasure
+	// Dropped lists every tag dropped, of deleted records and of records
+	// that keep other tags.
+	Dropped []DroppedTag
+	// Forgotten counts the spent token ids forgotten.
+	Forgotten int
+}
+
+// DroppedTag is a purpose tag removed from a record because it expired.
+type DroppedTag struct {
+	Record  string
+	Tag     Tag
+	Deleted bool // the record had no tag left and was deleted
+}
+
+// Sweep drops the tags expired at now (Expires <= now), deletes the records
+// left without tags and the keys of subjects left without records, and
+// forgets the spent token ids past their time. Its cost is proportional to
+// what expired, not to the size of the store.
+func (tx *Tx) Sweep(now time.Time) (*Sweep, error) {
+	s := &Sweep{}
+	ids, err := tx.expiredIDs(now)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	for _, id := range ids {
+		r, err := tx.Record(id)
+		if err != nil {
+			return nil, fmt.Errorf("sweep: %w", err)
+		}
+		kept := &Record{}
+		*kept = *r
+		kept.Tags = nil
+		var dropped []DroppedTag
+		for _, t := range r.Tags {
+			if now.Before(t.Expires) {
+				kept.Tags = append(kept.Tags, t)
+			} else {
+				dropped = append(dropped, DroppedTag{Record: id, Tag: t, Deleted: true})
+			}
+		}
+		if len(kept.Tags) == 0 {
+			s.Expired.Records = append(s.Expired.Records, r)
+		} else {
+			for i := range dropped {
+				dropped[i].Deleted = false
+			}
+			if err := tx.writeRecord(r, kept); err != nil {
+				return nil, fmt.Errorf("sweep: record %s: %w", id, err)
+			}
+		}
+		s.Dropped = append(s.Dropped, dropped...)
+	}
+	if err := tx.deleteRecords(&s.Expired); err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	if s.Forgotten, err = tx.forgetSpent(now); err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	return s, nil
+}
+
+// expiredIDs lists, once each, the records with a tag expired at now.
+func (tx *Tx) expiredIDs(now time.Time) ([]string, error) {
+	var ids []string
+	seen := make(map[string]bool)
+	err := tx.scanUntil(bucketByExpiry, now, func(k []byte) {
+		if id := string(k[8:]); !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	})
+	return ids, err
+}
+
+// scanUntil calls fn with each key of a time index (time + name) whose time
+// is now or earlier, in time order.
+func (tx *Tx) scanUntil(bucket []byte, now time.Time, fn func(k []byte)) error {
+	end := timeKey(now)
+	c := tx.bucket(bucket).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) <= 8 {
+			return fmt.Errorf("index %s: bad key %x", bucket, k)
+		}
+		if bytes.Compare(k[:8], end) > 0 {
+			break
+		}
+		fn(k)
+	}
+	return nil
+}
+
+// Spend remembers a token id until until; ErrReplayed if it is already
+// remembered and not past its time (db.Now() before its until).
+func (tx *Tx) Spend(jti string, until time.Time) error {
+	if err := checkString("jti", jti, nameMaxLen); err != nil {
+		return fmt.Errorf("spend: %w", err)
+	}
+	spent := tx.bucket(bucketSpent)
+	if v := spent.Get([]byte(jti)); v != nil {
+		if bytes.Compare(timeKey(tx.db.Now()), v) < 0 {
+			return fmt.Errorf("spend %q: %w", jti, ErrReplayed)
+		}
+		if err := tx.bucket(bucketSpentExp).Delete(append(bytes.Clone(v), jti...)); err != nil {
+			return fmt.Errorf("spend: %w", err)
+		}
+	}
+	k := timeKey(until)
+	if err := spent.Put([]byte(jti), k); err != nil {
+		return fmt.Errorf("spend: %w", err)
+	}
+	if err := tx.bucket(bucketSpentExp).Put(append(k, jti...), nil); err != nil {
+		return fmt.Errorf("spend: %w", err)
+	}
+	return nil
+}
+
+// forgetSpent deletes the token ids remembered until now or earlier.
+func (tx *Tx) forgetSpent(now time.Time) (int, error) {
+	var keys [][]byte
+	if err := tx.scanUntil(bucketSpentExp, now, func(k []byte) {
+		keys = append(keys, bytes.Clone(k))
+	}); err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := tx.bucket(bucketSpentExp).Delete(k); err != nil {
+			return 0, err
+		}
+		if err := tx.bucket(bucketSpent).Delete(k[8:]); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// Spent reports whether a token id is remembered and not past its time.
+func (db *DB) Spent(jti string) (bool, error) {
+	var spent bool
+	err := db.View(func(tx *Tx) error {
+		v := tx.bucket(bucketSpent).Get([]byte(jti))
+		spent = v != nil && bytes.Compare(timeKey(db.Now()), v) < 0
+		return nil
+	})
+	return spent, err
+}
