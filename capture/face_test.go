@@ -37,7 +37,7 @@ func TestZoneHolds(t *testing.T) {
 		want bool
 	}{
 		{"inside", image.Rect(100, 100, 200, 200), true},
-		{"straddling, centre inside", image.Rect(250, 100, 380, 200), true},  // centre x 315
+		{"straddling, centre inside", image.Rect(250, 100, 380, 200), true},   // centre x 315
 		{"straddling, centre outside", image.Rect(270, 100, 380, 200), false}, // centre x 325
 		{"centre on the boundary", image.Rect(300, 100, 340, 200), false},     // centre x 320: half-open
 		{"outside", image.Rect(400, 100, 500, 200), false},
