@@ -95,13 +95,16 @@ func pemBlock(data []byte, want string) ([]byte, error) {
 // ReadPrivateKey reads an Ed25519 private key from a PKCS#8 PEM file. Like
 // the master key, the file must not be readable by group or others.
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	data, err := readSecret(path, 64<<10)
+	data, perm, err := readSecret(path, 64<<10)
 	if err != nil {
 		return nil, err
 	}
 	key, err := ParsePrivateKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("private key %s: %w", path, err)
+	}
+	if err := checkPrivate(path, perm); err != nil {
+		return nil, err
 	}
 	return key, nil
 }
@@ -122,8 +125,11 @@ func ReadPublicKey(path string) (ed25519.PublicKey, error) {
 // ReadMasterKey reads the master key: a file of exactly MasterKeySize random
 // bytes that neither group nor others may read.
 func ReadMasterKey(path string) ([]byte, error) {
-	key, err := readSecret(path, MasterKeySize+1)
+	key, perm, err := readSecret(path, MasterKeySize+1)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivate(path, perm); err != nil {
 		return nil, err
 	}
 	if len(key) != MasterKeySize {
@@ -137,29 +143,34 @@ func ReadMasterKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// readSecret reads at most limit bytes of a regular file that neither group
-// nor others may read.
-func readSecret(path string, limit int64) ([]byte, error) {
+// readSecret reads at most limit bytes of a regular file, and returns them
+// with the file's permissions.
+func readSecret(path string, limit int64) ([]byte, fs.FileMode, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
+		return nil, 0, fmt.Errorf("key: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
+		return nil, 0, fmt.Errorf("key: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("key %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("key %s: readable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+		return nil, 0, fmt.Errorf("key %s: not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
+		return nil, 0, fmt.Errorf("key %s: %w", path, err)
 	}
-	return data, nil
+	return data, fi.Mode().Perm(), nil
+}
+
+// checkPrivate refuses a secret key file that group or others may read.
+func checkPrivate(path string, perm fs.FileMode) error {
+	if perm&0o077 != 0 {
+		return fmt.Errorf("key %s: readable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	return nil
 }
 
 // GenerateKeys writes a fresh set of keys into dir, creating it (0700) if

@@ -54,11 +54,11 @@ func NewNotice(site, camera string, window time.Duration) Notice {
 		Collected: "One picture of your face per visit, cropped to your face: never the whole camera image. " +
 			"Nothing is collected unless you agree.",
 		Method: fmt.Sprintf("The entrance camera takes the picture during the %s after you agree, then stops. "+
-			"Other faces near yours are blurred. Without your consent the camera looks for no face and keeps no picture.",
+			"Any other face inside the picture is blurred. Without your consent the camera looks for no face and keeps no picture.",
 			humanDuration(window)),
-		Storage: "Encrypted, on the camera box at this office; it is not sent anywhere else. " +
-			"It is used for each purpose you agreed to only during that purpose's retention period, " +
-			"and erased when the last one ends or as soon as you withdraw.",
+		Storage: "Encrypted, on the camera box at this office, and copied nowhere else. " +
+			"Staff may view it only for a purpose you agreed to and during that purpose's retention period; every view is recorded. " +
+			"It is erased when the last retention period ends, or as soon as you withdraw.",
 		Sensitive: "A picture of your face is sensitive personal information. " +
 			"Your consent is asked for each purpose separately, and the picture is used for nothing else.",
 		Refusal: "You may refuse, or agree to some purposes only. Refusing does not affect your visit in any way.",
