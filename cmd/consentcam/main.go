@@ -72,6 +72,9 @@ Usage:
 
 Commands:
 
+	keys gen    write a new set of keys (device, issuer, operator, master)
+	notice      print the notice visitors are shown, or its hash
+	token       sign a consent token or a revoke command
 	version     print the version
 
 Run 'consentcam <command> -h' for the arguments of a command.
@@ -88,6 +91,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
+	case "keys":
+		return (&KeysCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "notice":
+		return (&NoticeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "token":
+		return (&TokenCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "version":
 		return (&VersionCommand{Stdout: m.Stdout}).Run(ctx, args)
 	default:

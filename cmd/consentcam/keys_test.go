@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runArgs runs consentcam in-process and returns what it printed and its
+// exit status.
+func runArgs(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+	code = m.ExitCode(m.Run(context.Background(), args))
+	return out.String(), errb.String(), code
+}
+
+func TestKeysGen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	stdout, stderr, code := runArgs(t, "keys", "gen", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var want []string
+	for _, name := range []string{"device.key", "device.pub", "issuer.key", "issuer.pub", "operator.key", "operator.pub", "master.key"} {
+		want = append(want, filepath.Join(dir, name))
+	}
+	if got := strings.Fields(stdout); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("printed %q, want the paths %q", got, want)
+	}
+	for _, p := range want {
+		if _, err := os.Stat(p); err != nil {
+			t.Error(err)
+		}
+	}
+	if strings.Contains(stdout+stderr, "BEGIN") {
+		t.Error("printed key material")
+	}
+
+	t.Run("again", func(t *testing.T) {
+		before, _ := os.ReadFile(want[0])
+		_, stderr, code := runArgs(t, "keys", "gen", "--dir", dir)
+		if code != 1 || !strings.Contains(stderr, "exists") {
+			t.Errorf("exit %d, stderr %q; want 1 and a message saying the keys exist", code, stderr)
+		}
+		if after, _ := os.ReadFile(want[0]); !bytes.Equal(before, after) {
+			t.Error("device.key was replaced")
+		}
+	})
+	t.Run("force", func(t *testing.T) {
+		before, _ := os.ReadFile(want[0])
+		if _, stderr, code := runArgs(t, "keys", "gen", "--dir", dir, "--force"); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if after, _ := os.ReadFile(want[0]); bytes.Equal(before, after) {
+			t.Error("device.key was not replaced")
+		}
+	})
+}
+
+// Every command: -h prints its usage and exits 0; mistakes exit 2.
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string // a fragment of what is printed on stderr
+	}{
+		{"keys help", []string{"keys", "--help"}, 0, "consentcam keys gen --dir DIR"},
+		{"keys gen help", []string{"keys", "gen", "--help"}, 0, "--force"},
+		{"keys gen -h", []string{"keys", "gen", "-h"}, 0, "--dir DIR"},
+		{"token help", []string{"token", "-h"}, 0, "consentcam token revoke"},
+		{"token consent help", []string{"token", "consent", "--help"}, 0, "--notice HASH"},
+		{"token revoke help", []string{"token", "revoke", "--help"}, 0, "--reason R"},
+		{"notice help", []string{"notice", "--help"}, 0, "--config FILE"},
+		{"version help", []string{"version", "--help"}, 0, ""},
+
+		{"keys alone", []string{"keys"}, 2, "say gen"},
+		{"keys unknown", []string{"keys", "rotate"}, 2, `unknown command "rotate"`},
+		{"keys gen without dir", []string{"keys", "gen"}, 2, "--dir is required"},
+		{"keys gen with an argument", []string{"keys", "gen", "--dir", dir, "extra"}, 2, `unexpected argument "extra"`},
+		{"keys gen unknown flag", []string{"keys", "gen", "--dir", dir, "--bits", "4096"}, 2, "flag provided but not defined: -bits"},
+		{"token alone", []string{"token"}, 2, "say consent or revoke"},
+		{"token unknown", []string{"token", "refresh"}, 2, `unknown command "refresh"`},
+		{"notice without config", []string{"notice", "--hash"}, 2, "--config is required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stderr, code := runArgs(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("stderr does not say %q:\n%s", tt.stderr, stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "device.key")); err == nil {
+		t.Error("a usage mistake wrote keys")
+	}
+}
