@@ -71,10 +71,7 @@ Arguments:
 `
 
 // TokenConsentCommand prints a consent token.
-type TokenConsentCommand struct {
-	Stdout, Stderr io.Writer
-	Now            func() time.Time // time.Now when nil
-}
+type TokenConsentCommand struct{ Stdout, Stderr io.Writer }
 
 // Run signs and prints the token.
 func (c *TokenConsentCommand) Run(ctx context.Context, args []string) error {
@@ -122,7 +119,7 @@ func (c *TokenConsentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	now := nowOf(c.Now)
+	now := time.Now()
 	tok, err := consent.SignConsent(priv, *kid, consent.Consent{
 		Issuer:    *issuer,
 		Subject:   *subject,
@@ -165,10 +162,7 @@ Arguments:
 `
 
 // TokenRevokeCommand prints a revoke command.
-type TokenRevokeCommand struct {
-	Stdout, Stderr io.Writer
-	Now            func() time.Time // time.Now when nil
-}
+type TokenRevokeCommand struct{ Stdout, Stderr io.Writer }
 
 // Run signs and prints the revoke command.
 func (c *TokenRevokeCommand) Run(ctx context.Context, args []string) error {
@@ -201,7 +195,7 @@ func (c *TokenRevokeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	now := nowOf(c.Now)
+	now := time.Now()
 	tok, err := consent.SignRevoke(priv, *kid, consent.Revoke{
 		Issuer:   *issuer,
 		Reason:   *reason,
@@ -235,13 +229,6 @@ func checkTTL(ttl time.Duration) error {
 		return usagef("--ttl %v must be more than 0 and at most %v", ttl, consent.MaxLifetime)
 	}
 	return nil
-}
-
-func nowOf(now func() time.Time) time.Time {
-	if now == nil {
-		return time.Now()
-	}
-	return now()
 }
 
 // stringList is a flag that may be repeated.
