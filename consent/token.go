@@ -82,6 +82,8 @@ type Revoke struct {
 // not-yet-valid, lifetime-too-long, guardian-required, unknown-purpose,
 // stale-notice, and last replayed, so that only an otherwise valid token is
 // looked up in the replay memory.
+//
+// Once its fields are set, a Verifier may be used from several goroutines.
 type Verifier struct {
 	Site, Camera string
 	Issuers      map[string]ed25519.PublicKey // kid → key trusted to issue consent tokens
@@ -139,10 +141,7 @@ func (v *Verifier) VerifyRevoke(token []byte) (*Revoke, error) {
 }
 
 func (v *Verifier) checkConsent(c *Consent, aud []string) error {
-	for _, f := range []struct {
-		name    string
-		missing bool
-	}{
+	if err := requireClaims([]claimCheck{
 		{"iss", c.Issuer == ""},
 		{"sub", c.Subject == ""},
 		{"jti", c.JTI == ""},
@@ -153,10 +152,8 @@ func (v *Verifier) checkConsent(c *Consent, aud []string) error {
 		{"visit", c.Visit == ""},
 		{"purposes", len(c.Purposes) == 0},
 		{"notice", c.Notice == ""},
-	} {
-		if f.missing {
-			return refuse(ReasonMissingClaim, fmt.Errorf("claim %s is missing or empty", f.name))
-		}
+	}); err != nil {
+		return err
 	}
 	var err error
 	if c.Audience, err = v.checkAudience(aud); err != nil {
@@ -180,20 +177,15 @@ func (v *Verifier) checkConsent(c *Consent, aud []string) error {
 }
 
 func (v *Verifier) checkRevoke(r *Revoke, aud []string, nbf time.Time) error {
-	for _, f := range []struct {
-		name    string
-		missing bool
-	}{
+	if err := requireClaims([]claimCheck{
 		{"iss", r.Issuer == ""},
 		{"jti", r.JTI == ""},
 		{"aud", len(aud) == 0},
 		{"iat", r.IssuedAt.IsZero()},
 		{"exp", r.Expires.IsZero()},
 		{"reason", r.Reason == ""},
-	} {
-		if f.missing {
-			return refuse(ReasonMissingClaim, fmt.Errorf("claim %s is missing or empty", f.name))
-		}
+	}); err != nil {
+		return err
 	}
 	if (r.Subject == "") == (r.Visit == "") {
 		return refuse(ReasonMissingClaim, errors.New("a revoke command names exactly one of sub and visit"))
@@ -206,6 +198,22 @@ func (v *Verifier) checkRevoke(r *Revoke, aud []string, nbf time.Time) error {
 		return err
 	}
 	return v.checkReplay(r.JTI)
+}
+
+type claimCheck struct {
+	name    string
+	missing bool
+}
+
+// requireClaims refuses the first claim, in the order given, that is missing
+// or empty.
+func requireClaims(checks []claimCheck) error {
+	for _, c := range checks {
+		if c.missing {
+			return refuse(ReasonMissingClaim, fmt.Errorf("claim %s is missing or empty", c.name))
+		}
+	}
+	return nil
 }
 
 // checkAudience returns the aud value that names this box.
