@@ -295,11 +295,21 @@ func (db *DB) RecordCount() (int, error) {
 	return int(n), err
 }
 
+// CompactStats are the file's sizes in bytes before and after a compaction.
+type CompactStats struct {
+	Before int64
+	After  int64
+}
+
 // Compact rewrites the file into a fresh one that replaces it atomically, so
 // that no page freed by an erasure survives in any file. Other users of the
-// DB wait meanwhile. It returns the file's size before and after, for the
-// store.compacted event.
-func (db *DB) Compact() (before, after int64, err error) {
+// DB wait meanwhile. The sizes it returns go into the store.compacted event.
+func (db *DB) Compact() (CompactStats, error) {
+	before, after, err := db.compact()
+	return CompactStats{Before: before, After: after}, err
+}
+
+func (db *DB) compact() (before, after int64, err error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.bolt == nil {

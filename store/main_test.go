@@ -198,7 +198,7 @@ func NewRecord(clock *Clock, subject, visit string, tags ...store.Tag) *store.Re
 		Score:      0.93,
 		Notice:     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		JTI:        "jti-" + store.NewID(),
-		Tags:       tags,
+		Purposes:   tags,
 	}
 }
 
@@ -216,9 +216,18 @@ func MustPut(tb testing.TB, db *store.DB, image []byte, recs ...*store.Record) {
 			if err := tx.PutRecord(r, image); err != nil {
 				return err
 			}
-			return tx.Append(&store.Event{Type: store.EventCaptureSaved, Visit: r.Visit, Subject: r.Subject, Record: r.ID, Purposes: r.Purposes()})
+			return tx.Append(&store.Event{Type: store.EventCaptureSaved, Visit: r.Visit, Subject: r.Subject, Record: r.ID, Purposes: purposes(r)})
 		})
 	}
+}
+
+// purposes lists the purposes a record is tagged with.
+func purposes(r *store.Record) []string {
+	p := make([]string, len(r.Purposes))
+	for i, t := range r.Purposes {
+		p[i] = t.Purpose
+	}
+	return p
 }
 
 // FaceJPEG is a real JPEG face crop from testdata.

@@ -20,9 +20,9 @@ type Record struct {
 	Box        Box       `json:"box"`      // the face in the frame
 	Detector   string    `json:"detector"` // yunet, cascade
 	Score      float64   `json:"score"`
-	Notice     string    `json:"notice"` // hash of the notice the visitor was shown
-	JTI        string    `json:"jti"`    // id of the consent token
-	Tags       []Tag     `json:"tags"`   // purposes consented to, each with its expiry
+	Notice     string    `json:"notice"`   // hash of the notice the visitor was shown
+	JTI        string    `json:"jti"`      // id of the consent token
+	Purposes   []Tag     `json:"purposes"` // purposes consented to, each with its expiry
 }
 
 // Box is a rectangle in pixels.
@@ -39,23 +39,13 @@ type Tag struct {
 	Expires time.Time `json:"expires"`
 }
 
-// Tag returns the record's tag for purpose.
-func (r *Record) Tag(purpose string) (Tag, bool) {
-	for _, t := range r.Tags {
-		if t.Purpose == purpose {
-			return t, true
-		}
+// tag returns the record's tag for purpose.
+func (r *Record) tag(purpose string) (Tag, bool) {
+	i := slices.IndexFunc(r.Purposes, func(t Tag) bool { return t.Purpose == purpose })
+	if i < 0 {
+		return Tag{}, false
 	}
-	return Tag{}, false
-}
-
-// Purposes lists the purposes the record is tagged with.
-func (r *Record) Purposes() []string {
-	p := make([]string, len(r.Tags))
-	for i, t := range r.Tags {
-		p[i] = t.Purpose
-	}
-	return p
+	return r.Purposes[i], true
 }
 
 // Limits on record fields, in bytes.
@@ -99,10 +89,10 @@ func (r *Record) validate() error {
 	if math.IsNaN(r.Score) || math.IsInf(r.Score, 0) {
 		return fmt.Errorf("score %v: want a finite number", r.Score)
 	}
-	if len(r.Tags) == 0 || len(r.Tags) > maxTags {
-		return fmt.Errorf("%d purpose tags: want 1 to %d", len(r.Tags), maxTags)
+	if len(r.Purposes) == 0 || len(r.Purposes) > maxTags {
+		return fmt.Errorf("%d purpose tags: want 1 to %d", len(r.Purposes), maxTags)
 	}
-	for i, t := range r.Tags {
+	for i, t := range r.Purposes {
 		if err := checkString("purpose", t.Purpose, wordMaxLen); err != nil {
 			return err
 		}
@@ -112,7 +102,7 @@ func (r *Record) validate() error {
 		if !t.Expires.After(r.CapturedAt) {
 			return fmt.Errorf("purpose %s expires at %v, not after capture at %v", t.Purpose, t.Expires, r.CapturedAt)
 		}
-		if slices.ContainsFunc(r.Tags[:i], func(u Tag) bool { return u.Purpose == t.Purpose }) {
+		if slices.ContainsFunc(r.Purposes[:i], func(u Tag) bool { return u.Purpose == t.Purpose }) {
 			return fmt.Errorf("purpose %s tagged twice", t.Purpose)
 		}
 	}
@@ -157,8 +147,8 @@ func encodeRecord(r *Record) []byte {
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Score))
 	b = appendString(b, r.Notice)
 	b = appendString(b, r.JTI)
-	b = binary.AppendUvarint(b, uint64(len(r.Tags)))
-	for _, t := range r.Tags {
+	b = binary.AppendUvarint(b, uint64(len(r.Purposes)))
+	for _, t := range r.Purposes {
 		b = appendString(b, t.Purpose)
 		b = binary.AppendVarint(b, t.Expires.UnixNano())
 	}
@@ -195,7 +185,7 @@ func decodeRecord(b []byte) (*Record, error) {
 		return nil, fmt.Errorf("decode record: %d tags", n)
 	}
 	for range n {
-		r.Tags = append(r.Tags, Tag{Purpose: d.string(), Expires: d.time()})
+		r.Purposes = append(r.Purposes, Tag{Purpose: d.string(), Expires: d.time()})
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("decode record: %w", d.err)

@@ -109,9 +109,9 @@ func TestPutRecord(t *testing.T) {
 			{"NoNotice", func(r *store.Record) { r.Notice = "" }, nil},
 			{"NoJTI", func(r *store.Record) { r.JTI = "" }, nil},
 			{"InvalidUTF8", func(r *store.Record) { r.Subject = "\xff" }, nil},
-			{"NoTags", func(r *store.Record) { r.Tags = nil }, nil},
-			{"TagTwice", func(r *store.Record) { r.Tags = append(r.Tags, r.Tags[0]) }, nil},
-			{"TagExpiresAtCapture", func(r *store.Record) { r.Tags[0].Expires = r.CapturedAt }, nil},
+			{"NoTags", func(r *store.Record) { r.Purposes = nil }, nil},
+			{"TagTwice", func(r *store.Record) { r.Purposes = append(r.Purposes, r.Purposes[0]) }, nil},
+			{"TagExpiresAtCapture", func(r *store.Record) { r.Purposes[0].Expires = r.CapturedAt }, nil},
 			{"ZeroTime", func(r *store.Record) { r.CapturedAt = time.Time{} }, nil},
 			{"EmptyBox", func(r *store.Record) { r.Box.W = 0 }, nil},
 			{"NaNScore", func(r *store.Record) { r.Score = math.NaN() }, nil},
@@ -194,33 +194,30 @@ func TestErase(t *testing.T) {
 		}
 		return db, recs
 	}
-	erase := func(t *testing.T, db *store.DB, sel store.Selector) *store.Erasure {
+	erase := func(t *testing.T, db *store.DB, sel store.Selector) []*store.Record {
 		t.Helper()
-		var e *store.Erasure
+		var erased []*store.Record
 		MustUpdate(t, db, func(tx *store.Tx) error {
 			var err error
-			if e, err = tx.Erase(sel); err != nil {
+			if erased, err = tx.Erase(sel); err != nil {
 				return err
 			}
-			for _, r := range e.Records {
+			for _, r := range erased {
 				if err := tx.Append(&store.Event{Type: store.EventRecordErased, Subject: r.Subject, Visit: r.Visit, Record: r.ID}); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		return e
+		return erased
 	}
 
 	t.Run("Subject", func(t *testing.T) {
 		db, recs := setup(t)
-		e := erase(t, db, store.Selector{Subject: "subj-a"})
+		erased := erase(t, db, store.Selector{Subject: "subj-a"})
 
-		if got, want := ids(e.Records), sortedIDs(recs["a1"], recs["a2"]); !slices.Equal(got, want) {
+		if got, want := ids(erased), sortedIDs(recs["a1"], recs["a2"]); !slices.Equal(got, want) {
 			t.Errorf("erased %v, want %v", got, want)
-		}
-		if got, want := e.Keys, []string{"subj-a"}; !slices.Equal(got, want) {
-			t.Errorf("keys erased %v, want %v", got, want)
 		}
 		assertGone(t, db, "subj-a", recs["a1"], recs["a2"])
 		assertPresent(t, db, recs["b1"], recs["c3"], recs["c4"])
@@ -234,40 +231,31 @@ func TestErase(t *testing.T) {
 
 	t.Run("VisitKeepsKeyWhileSubjectHasRecords", func(t *testing.T) {
 		db, recs := setup(t)
-		e := erase(t, db, store.Selector{Visit: "visit-3"})
-		if got, want := ids(e.Records), []string{recs["c3"].ID}; !slices.Equal(got, want) {
+		erased := erase(t, db, store.Selector{Visit: "visit-3"})
+		if got, want := ids(erased), []string{recs["c3"].ID}; !slices.Equal(got, want) {
 			t.Errorf("erased %v, want %v", got, want)
 		}
-		if len(e.Keys) != 0 {
-			t.Errorf("keys erased %v, want none: subj-c still has a record", e.Keys)
-		}
-		assertPresent(t, db, recs["c4"])
+		assertPresent(t, db, recs["c4"]) // and its subject's key, which decrypts it
 
-		e = erase(t, db, store.Selector{Visit: "visit-4"})
-		if got, want := e.Keys, []string{"subj-c"}; !slices.Equal(got, want) {
-			t.Errorf("keys erased %v, want %v", got, want)
-		}
+		erase(t, db, store.Selector{Visit: "visit-4"})
 		assertGone(t, db, "subj-c", recs["c3"], recs["c4"])
 		assertPresent(t, db, recs["a1"], recs["a2"], recs["b1"])
 	})
 
 	t.Run("VisitOfTwoSubjects", func(t *testing.T) {
 		db, recs := setup(t)
-		e := erase(t, db, store.Selector{Visit: "visit-1"})
-		if got, want := ids(e.Records), sortedIDs(recs["a1"], recs["b1"]); !slices.Equal(got, want) {
+		erased := erase(t, db, store.Selector{Visit: "visit-1"})
+		if got, want := ids(erased), sortedIDs(recs["a1"], recs["b1"]); !slices.Equal(got, want) {
 			t.Errorf("erased %v, want %v", got, want)
 		}
-		if got, want := e.Keys, []string{"subj-b"}; !slices.Equal(got, want) {
-			t.Errorf("keys erased %v, want %v (subj-a keeps visit-2)", got, want)
-		}
-		assertPresent(t, db, recs["a2"])
+		assertGone(t, db, "subj-b", recs["b1"])
+		assertPresent(t, db, recs["a2"]) // subj-a keeps its key for visit-2
 	})
 
 	t.Run("Nothing", func(t *testing.T) {
 		db, _ := setup(t)
-		e := erase(t, db, store.Selector{Subject: "nobody"})
-		if len(e.Records) != 0 || len(e.Keys) != 0 {
-			t.Errorf("erased %+v, want nothing", e)
+		if erased := erase(t, db, store.Selector{Subject: "nobody"}); len(erased) != 0 {
+			t.Errorf("erased %v, want nothing", ids(erased))
 		}
 	})
 
@@ -336,15 +324,15 @@ func TestCompact(t *testing.T) {
 	}
 	size, root := db.Size(), MustRoot(t, db, db.Size())
 
-	before, after, err := db.Compact()
+	stats, err := db.Compact()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before <= 0 || after <= 0 || after > before {
-		t.Errorf("Compact sizes: before %d, after %d", before, after)
+	if stats.Before <= 0 || stats.After <= 0 || stats.After > stats.Before {
+		t.Errorf("Compact sizes: %+v", stats)
 	}
-	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() != after {
-		t.Errorf("file size %v (%v), Compact said %d", fi.Size(), err, after)
+	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() != stats.After {
+		t.Errorf("file size %v (%v), Compact said %d", fi.Size(), err, stats.After)
 	}
 
 	files, err := os.ReadDir(filepath.Dir(db.Path()))
@@ -384,22 +372,22 @@ func TestSweep(t *testing.T) {
 		MustPut(t, db, []byte("image"), rec, other)
 
 		clock.Advance(59 * time.Minute)
-		if s := MustSweep(t, db, clock.Now()); len(s.Dropped) != 0 || len(s.Expired.Records) != 0 {
-			t.Errorf("sweep before any expiry: %+v", s)
+		if res := MustSweep(t, db, clock.Now()); len(res.Expired) != 0 {
+			t.Errorf("sweep before any expiry: %+v", res.Expired)
 		}
 
 		clock.Advance(time.Minute) // exactly the first expiry: expired
-		s := MustSweep(t, db, clock.Now())
-		want := []store.DroppedTag{{Record: rec.ID, Tag: rec.Tags[0]}}
-		if !slices.EqualFunc(s.Dropped, want, droppedEqual) || len(s.Expired.Records) != 0 {
-			t.Errorf("sweep at 1h: dropped %+v, expired %v; want %+v and none", s.Dropped, ids(s.Expired.Records), want)
+		res := MustSweep(t, db, clock.Now())
+		want := []store.Expiry{{Record: rec, Purposes: []string{purposeChannel}}}
+		if !slices.EqualFunc(res.Expired, want, expiryEqual) {
+			t.Errorf("sweep at 1h: %+v, want %+v", res.Expired, want)
 		}
 		MustUpdate(t, db, func(tx *store.Tx) error {
 			got, err := tx.Record(rec.ID)
 			if err != nil {
 				return err
 			}
-			if p := got.Purposes(); !slices.Equal(p, []string{purposeSecurity}) {
+			if p := purposes(got); !slices.Equal(p, []string{purposeSecurity}) {
 				t.Errorf("record purposes %v, want [%s]", p, purposeSecurity)
 			}
 			if _, err := tx.Image(rec.ID, purposeChannel); !errors.Is(err, store.ErrPurpose) {
@@ -410,16 +398,12 @@ func TestSweep(t *testing.T) {
 		})
 
 		clock.Advance(23 * time.Hour)
-		s = MustSweep(t, db, clock.Now())
-		want = []store.DroppedTag{{Record: rec.ID, Tag: rec.Tags[1], Deleted: true}}
-		if !slices.EqualFunc(s.Dropped, want, droppedEqual) {
-			t.Errorf("sweep at 24h: dropped %+v, want %+v", s.Dropped, want)
-		}
-		if got := ids(s.Expired.Records); !slices.Equal(got, []string{rec.ID}) {
-			t.Errorf("sweep at 24h: expired %v, want [%s]", got, rec.ID)
-		}
-		if !slices.Equal(s.Expired.Keys, []string{"subj-a"}) {
-			t.Errorf("sweep at 24h: keys %v, want [subj-a]", s.Expired.Keys)
+		res = MustSweep(t, db, clock.Now())
+		left := *rec
+		left.Purposes = rec.Purposes[1:]
+		want = []store.Expiry{{Record: &left, Purposes: []string{purposeSecurity}, Deleted: true}}
+		if !slices.EqualFunc(res.Expired, want, expiryEqual) {
+			t.Errorf("sweep at 24h: %+v, want %+v", res.Expired, want)
 		}
 		assertGone(t, db, "subj-a", rec)
 		assertPresent(t, db, other)
@@ -431,30 +415,32 @@ func TestSweep(t *testing.T) {
 		MustPut(t, db, []byte("image"), rec)
 		db = MustReopen(t, db, clock)
 		clock.Advance(time.Hour)
-		if s := MustSweep(t, db, clock.Now()); !slices.Equal(ids(s.Expired.Records), []string{rec.ID}) {
-			t.Errorf("expired %v after reopen, want [%s]", ids(s.Expired.Records), rec.ID)
+		want := []store.Expiry{{Record: rec, Purposes: []string{purposeChannel}, Deleted: true}}
+		if res := MustSweep(t, db, clock.Now()); !slices.EqualFunc(res.Expired, want, expiryEqual) {
+			t.Errorf("sweep after reopen: %+v, want %+v", res.Expired, want)
 		}
 	})
 }
 
 // MustSweep sweeps and appends record.expired for each expired record, as
 // the agent does.
-func MustSweep(tb testing.TB, db *store.DB, now time.Time) *store.Sweep {
+func MustSweep(tb testing.TB, db *store.DB, now time.Time) *store.SweepResult {
 	tb.Helper()
-	var s *store.Sweep
+	var res *store.SweepResult
 	MustUpdate(tb, db, func(tx *store.Tx) error {
 		var err error
-		if s, err = tx.Sweep(now); err != nil {
+		if res, err = tx.Sweep(now); err != nil {
 			return err
 		}
-		for _, r := range s.Expired.Records {
-			if err := tx.Append(&store.Event{Type: store.EventRecordExpired, Subject: r.Subject, Record: r.ID, Purposes: r.Purposes()}); err != nil {
+		for _, x := range res.Expired {
+			if err := tx.Append(&store.Event{Type: store.EventRecordExpired, Subject: x.Record.Subject, Record: x.Record.ID,
+				Purposes: x.Purposes, Detail: map[string]any{"deleted": x.Deleted}}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return s
+	return res
 }
 
 func MustRecords(tb testing.TB, db *store.DB, sel store.Selector) []*store.Record {
@@ -504,7 +490,7 @@ func assertPresent(tb testing.TB, db *store.DB, recs ...*store.Record) {
 	tb.Helper()
 	err := db.View(func(tx *store.Tx) error {
 		for _, r := range recs {
-			if _, err := tx.Image(r.ID, r.Tags[0].Purpose); err != nil {
+			if _, err := tx.Image(r.ID, r.Purposes[0].Purpose); err != nil {
 				tb.Errorf("record %s: %v", r.ID, err)
 			}
 		}
@@ -519,11 +505,11 @@ func recordsEqual(a, b *store.Record) bool {
 	return a.ID == b.ID && a.Visit == b.Visit && a.Subject == b.Subject && a.Camera == b.Camera &&
 		a.CapturedAt.Equal(b.CapturedAt) && a.Box == b.Box && a.Detector == b.Detector &&
 		a.Score == b.Score && a.Notice == b.Notice && a.JTI == b.JTI &&
-		slices.EqualFunc(a.Tags, b.Tags, func(x, y store.Tag) bool { return x.Purpose == y.Purpose && x.Expires.Equal(y.Expires) })
+		slices.EqualFunc(a.Purposes, b.Purposes, func(x, y store.Tag) bool { return x.Purpose == y.Purpose && x.Expires.Equal(y.Expires) })
 }
 
-func droppedEqual(a, b store.DroppedTag) bool {
-	return a.Record == b.Record && a.Deleted == b.Deleted && a.Tag.Purpose == b.Tag.Purpose && a.Tag.Expires.Equal(b.Tag.Expires)
+func expiryEqual(a, b store.Expiry) bool {
+	return recordsEqual(a.Record, b.Record) && slices.Equal(a.Purposes, b.Purposes) && a.Deleted == b.Deleted
 }
 
 func ids(recs []*store.Record) []string {

@@ -89,7 +89,7 @@ func indexEntries(r *Record) []entry {
 		{bucketBySubject, nameIDKey(r.Subject, r.ID)},
 		{bucketByVisit, nameIDKey(r.Visit, r.ID)},
 	}
-	for _, t := range r.Tags {
+	for _, t := range r.Purposes {
 		e := entry{bucketByExpiry, timeIDKey(t.Expires, r.ID)}
 		if !slices.ContainsFunc(es, e.equal) {
 			es = append(es, e)
@@ -194,7 +194,7 @@ func (tx *Tx) Image(id, purpose string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, ok := r.Tag(purpose)
+	t, ok := r.tag(purpose)
 	if !ok || !tx.db.Now().Before(t.Expires) {
 		return nil, fmt.Errorf("image of record %s for %s: %w", id, purpose, ErrPurpose)
 	}
@@ -217,35 +217,26 @@ func (tx *Tx) Image(id, purpose string) ([]byte, error) {
 	return img, nil
 }
 
-// Erasure is what Erase or Sweep deleted.
-type Erasure struct {
-	// Records deleted, as they were (with all their tags).
-	Records []*Record
-	// Subjects whose data key was deleted because no record was left.
-	Keys []string
-}
-
 // Erase deletes the records of a subject or a visit, their index entries,
-// and the data key of every subject left without records. Append the audit
-// events in the same transaction.
-func (tx *Tx) Erase(sel Selector) (*Erasure, error) {
+// and the data key of every subject left without records, and returns the
+// records as they were. Append the audit events in the same transaction.
+func (tx *Tx) Erase(sel Selector) ([]*Record, error) {
 	recs, err := tx.Records(sel)
 	if err != nil {
 		return nil, fmt.Errorf("erase: %w", err)
 	}
-	e := &Erasure{Records: recs}
-	if err := tx.deleteRecords(e); err != nil {
+	if err := tx.deleteRecords(recs); err != nil {
 		return nil, fmt.Errorf("erase %v: %w", sel, err)
 	}
-	return e, nil
+	return recs, nil
 }
 
-// deleteRecords deletes e.Records and the keys of the subjects they leave
-// without records, which it adds to e.Keys.
-func (tx *Tx) deleteRecords(e *Erasure) error {
+// deleteRecords deletes records, then the keys of the subjects they leave
+// without records.
+func (tx *Tx) deleteRecords(recs []*Record) error {
 	var subjects []string
 	seen := make(map[string]bool)
-	for _, r := range e.Records {
+	for _, r := range recs {
 		if err := tx.deleteRecord(r); err != nil {
 			return err
 		}
@@ -265,7 +256,6 @@ func (tx *Tx) deleteRecords(e *Erasure) error {
 			clear(k)
 			delete(tx.dataKeys, s)
 		}
-		e.Keys = append(e.Keys, s)
 	}
 	return nil
 }
@@ -282,70 +272,61 @@ func (tx *Tx) deleteRecord(r *Record) error {
 	return addUint64(tx.bucket(bucketMeta), metaRecords, -1)
 }
 
-// Sweep is what a sweep did.
-type Sweep struct {
-	// Expired holds the records deleted because no tag was left (as they
-	// were, with all their tags) and the subjects whose key went with them.
-	Expired Erasure
-	// Dropped lists every tag dropped, of deleted records and of records
-	// that keep other tags.
-	Dropped []DroppedTag
+// SweepResult is what a sweep did.
+type SweepResult struct {
+	// Expired has one entry per record that lost purpose tags.
+	Expired []Expiry
 	// Forgotten counts the spent token ids forgotten.
 	Forgotten int
 }
 
-// DroppedTag is a purpose tag removed from a record because it expired.
-type DroppedTag struct {
-	Record  string
-	Tag     Tag
-	Deleted bool // the record had no tag left and was deleted
+// Expiry is the expiry of some or all of a record's purpose tags.
+type Expiry struct {
+	Record   *Record  // as it was before the sweep
+	Purposes []string // the purposes whose tags expired
+	Deleted  bool     // no tag was left: the record and its image are gone
 }
 
-// Sweep drops the tags expired at now (Expires <= now), deletes the records
-// left without tags and the keys of subjects left without records, and
-// forgets the spent token ids past their time. Its cost is proportional to
-// what expired, not to the size of the store.
-func (tx *Tx) Sweep(now time.Time) (*Sweep, error) {
-	s := &Sweep{}
+// Sweep drops the purpose tags expired at now (Expires <= now), deletes the
+// records left without tags and the data keys of subjects left without
+// records, and forgets the spent token ids past their time. Its cost is
+// proportional to what expired, not to the size of the store.
+func (tx *Tx) Sweep(now time.Time) (*SweepResult, error) {
 	ids, err := tx.expiredIDs(now)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
+	res := &SweepResult{}
+	var deleted []*Record
 	for _, id := range ids {
 		r, err := tx.Record(id)
 		if err != nil {
 			return nil, fmt.Errorf("sweep: %w", err)
 		}
-		kept := &Record{}
-		*kept = *r
-		kept.Tags = nil
-		var dropped []DroppedTag
-		for _, t := range r.Tags {
+		kept := *r
+		kept.Purposes = nil
+		x := Expiry{Record: r}
+		for _, t := range r.Purposes {
 			if now.Before(t.Expires) {
-				kept.Tags = append(kept.Tags, t)
+				kept.Purposes = append(kept.Purposes, t)
 			} else {
-				dropped = append(dropped, DroppedTag{Record: id, Tag: t, Deleted: true})
+				x.Purposes = append(x.Purposes, t.Purpose)
 			}
 		}
-		if len(kept.Tags) == 0 {
-			s.Expired.Records = append(s.Expired.Records, r)
-		} else {
-			for i := range dropped {
-				dropped[i].Deleted = false
-			}
-			if err := tx.writeRecord(r, kept); err != nil {
-				return nil, fmt.Errorf("sweep: record %s: %w", id, err)
-			}
+		if x.Deleted = len(kept.Purposes) == 0; x.Deleted {
+			deleted = append(deleted, r)
+		} else if err := tx.writeRecord(r, &kept); err != nil {
+			return nil, fmt.Errorf("sweep: record %s: %w", id, err)
 		}
-		s.Dropped = append(s.Dropped, dropped...)
+		res.Expired = append(res.Expired, x)
 	}
-	if err := tx.deleteRecords(&s.Expired); err != nil {
+	if err := tx.deleteRecords(deleted); err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
-	if s.Forgotten, err = tx.forgetSpent(now); err != nil {
+	if res.Forgotten, err = tx.forgetSpent(now); err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
-	return s, nil
+	return res, nil
 }
 
 // expiredIDs lists, once each, the records with a tag expired at now.

@@ -136,9 +136,9 @@ func (v *logVerifier) add(line int, b []byte) error {
 	}
 	switch {
 	case ev.Seq < seq:
-		return v.errorf(line, ErrLogSequence, "seq %d repeats or goes back", ev.Seq)
+		return v.errorf(line, ErrLogSequence, "seq %d where %d was expected: repeated or out of order", ev.Seq, seq)
 	case ev.Seq > seq:
-		return v.errorf(line, ErrLogSequence, "seq %d: %d events missing before it", ev.Seq, ev.Seq-seq)
+		return v.errorf(line, ErrLogSequence, "seq %d where %d was expected: %d missing", ev.Seq, seq, ev.Seq-seq)
 	}
 	if v.first == nil {
 		v.first = ev
