@@ -12,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/consentcam/consentcam/capture"
+	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/internal/testenv"
 )
 
@@ -249,4 +250,26 @@ func scaleRect(r image.Rectangle, s float64) image.Rectangle {
 func sway(i, a int) image.Point {
 	t := 2 * math.Pi * float64(i) / Frames
 	return image.Pt(int(math.Round(float64(a)*math.Sin(t))), int(math.Round(float64(a)*math.Sin(2*t)/2)))
+}
+
+// PlainLoop is the reference a benchmark compares the product with: the
+// loop a gocv program would write, reading the clip into one reused Mat and
+// running YuNet on it, with nothing else. It returns the frames analysed.
+func PlainLoop(tb testing.TB, clip string, yunet *opencv.YuNet) int {
+	tb.Helper()
+	vc, err := gocv.VideoCaptureFile(clip)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer vc.Close()
+	m := gocv.NewMat()
+	defer m.Close()
+	n := 0
+	for vc.Read(&m) {
+		if _, err := yunet.DetectMat(m); err != nil {
+			tb.Fatal(err)
+		}
+		n++
+	}
+	return n
 }
