@@ -72,8 +72,11 @@ Usage:
 
 Commands:
 
+	run         run the daemon
+	audit       pull an agent's audit log, or verify one
 	keys gen    write a new set of keys (device, issuer, operator, master)
 	notice      print the notice visitors are shown, or its hash
+	probe       print the faces the camera sees, to aim it
 	token       sign a consent token or a revoke command
 	version     print the version
 
@@ -91,10 +94,16 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
+	case "run":
+		return (&RunCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "audit":
+		return (&AuditCommand{Stdin: m.Stdin, Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "keys":
 		return (&KeysCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "notice":
 		return (&NoticeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "probe":
+		return (&ProbeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "token":
 		return (&TokenCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "version":

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
+)
+
+// AuditCommand dispatches the audit subcommands.
+type AuditCommand struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Client is the HTTP client of audit pull (tests set a short timeout).
+	Client *http.Client
+}
+
+const auditUsage = `Usage:
+
+	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
+	consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]
+
+pull prints the audit log of an agent as JSON Lines; verify checks one.
+`
+
+// Run runs audit pull or audit verify.
+func (c *AuditCommand) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.Stderr, auditUsage)
+		return usagef("audit needs a subcommand: pull or verify")
+	}
+	switch args[0] {
+	case "pull":
+		return c.pull(ctx, args[1:])
+	case "verify":
+		return c.verify(args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(c.Stderr, auditUsage)
+		return nil
+	default:
+		return usagef("unknown audit subcommand %q (pull or verify)", args[0])
+	}
+}
+
+// pageSize is how many events audit pull asks for at a time.
+const pageSize = 1000
+
+func (c *AuditCommand) pull(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("consentcam audit pull", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	base := fs.String("url", "", "the agent's HTTP `address`, such as http://127.0.0.1:8765")
+	tokenFile := fs.String("token-file", "", "`file` holding an auditor bearer token")
+	after := fs.Int64("after", -1, "print only events after this `seq`")
+	cpOut := fs.String("checkpoint", "", "also save the agent's latest checkpoint to this `file`, taken before the events so that they cover it")
+	fs.Usage = func() {
+		fmt.Fprintln(c.Stderr, "Usage: consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef("audit pull takes no arguments (got %q)", fs.Args())
+	case *base == "":
+		return usagef("audit pull needs --url")
+	case *tokenFile == "":
+		return usagef("audit pull needs --token-file")
+	case *after < -1:
+		return usagef("--after must be a seq (0 or more)")
+	}
+	u, err := url.Parse(strings.TrimSuffix(*base, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--url must be http://host:port or https://host:port (got %q)", *base)
+	}
+	token, err := readSecretFile("--token-file", *tokenFile)
+	if err != nil {
+		return err
+	}
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: time.Minute}
+	}
+	get := func(path string, q url.Values) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String()+path+"?"+q.Encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			var e struct{ Error string }
+			json.Unmarshal(body, &e)
+			return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, e.Error)
+		}
+		return body, nil
+	}
+
+	if *cpOut != "" {
+		cp, err := get("/v1/audit/checkpoint", nil)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*cpOut, cp, 0o644); err != nil {
+			return err
+		}
+	}
+	next := *after
+	for {
+		q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+		if next >= 0 {
+			q.Set("after", strconv.FormatInt(next, 10))
+		}
+		body, err := get("/v1/audit", q)
+		if err != nil {
+			return err
+		}
+		lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+		if len(body) == 0 {
+			lines = nil
+		}
+		for _, line := range lines {
+			var ev struct {
+				Seq *int64 `json:"seq"`
+			}
+			if err := json.Unmarshal(line, &ev); err != nil || ev.Seq == nil || *ev.Seq != next+1 {
+				return fmt.Errorf("the agent sent an event out of order after seq %d", next)
+			}
+			next = *ev.Seq
+			if _, err := c.Stdout.Write(append(line, '\n')); err != nil {
+				return err
+			}
+		}
+		if len(lines) < pageSize {
+			return nil
+		}
+	}
+}
+
+func (c *AuditCommand) verify(args []string) error {
+	fs := flag.NewFlagSet("consentcam audit verify", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	pubPath := fs.String("pubkey", "", "the device's public key `file` (PKIX PEM)")
+	cpPath := fs.String("checkpoint", "", "a checkpoint `file` the log must match (from audit pull --checkpoint or …/checkpoint)")
+	fs.Usage = func() {
+		fmt.Fprintln(c.Stderr, "Usage: consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]")
+		fmt.Fprintln(c.Stderr, "\nChecks a log (JSON Lines; standard input without FILE): seq without gaps,")
+		fmt.Fprintln(c.Stderr, "the Merkle root against every signed checkpoint, and the signatures.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *pubPath == "" {
+		return usagef("audit verify needs --pubkey")
+	}
+	if fs.NArg() > 1 {
+		return usagef("audit verify takes at most one log file")
+	}
+	pub, err := consent.ReadPublicKey(*pubPath)
+	if err != nil {
+		return fmt.Errorf("--pubkey: %w", err)
+	}
+	var checkpoint []byte
+	if *cpPath != "" {
+		if checkpoint, err = os.ReadFile(*cpPath); err != nil {
+			return fmt.Errorf("--checkpoint: %w", err)
+		}
+	}
+	in := c.Stdin
+	name := "standard input"
+	if fs.NArg() == 1 {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in, name = f, fs.Arg(0)
+	}
+	rep, err := store.VerifyLog(bufio.NewReader(in), checkpoint, pub)
+	if err != nil {
+		var lerr *store.LogError
+		if errors.As(err, &lerr) {
+			return fmt.Errorf("%s does not verify: %w", name, err)
+		}
+		return err
+	}
+	w := c.Stdout
+	if rep.Events == 0 {
+		fmt.Fprintf(w, "%s: empty log\n", name)
+	} else {
+		fmt.Fprintf(w, "%s: %d events, seq 0 to %d without gaps\n", name, rep.Events, rep.LastSeq)
+	}
+	if len(rep.Checkpoints) == 0 {
+		return fmt.Errorf("%s does not verify: no signed checkpoint in the log, and none given with --checkpoint: nothing signs these events", name)
+	}
+	fmt.Fprintf(w, "%d signed checkpoints verified (tree sizes %s)\n", len(rep.Checkpoints), sizes(rep.Checkpoints))
+	if rep.Uncovered > 0 {
+		fmt.Fprintf(w, "the last %d events are not covered by a checkpoint yet\n", rep.Uncovered)
+	}
+	fmt.Fprintln(w, "OK")
+	return nil
+}
+
+func sizes(s []uint64) string {
+	if len(s) > 6 {
+		return fmt.Sprintf("%d, %d, %d, …, %d", s[0], s[1], s[2], s[len(s)-1])
+	}
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/capture"
+	"github.com/consentcam/consentcam/capture/opencv"
+	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
+)
+
+// The concrete types satisfy the interfaces the agent consumes.
+var (
+	_ agent.Store    = (*store.DB)(nil)
+	_ agent.Verifier = (*consent.Verifier)(nil)
+	_ agent.Detector = (capture.Detector)(nil)
+)
+
+// StoreFile is the bbolt file in state_dir.
+const StoreFile = "consentcam.db"
+
+// RunCommand runs the daemon until it is told to stop.
+type RunCommand struct {
+	Stdout io.Writer
+	Stderr io.Writer
+
+	// Started, when set, is called with the agent once it runs (tests).
+	Started func(*agent.Agent)
+}
+
+// Run parses the flags, starts the agent and waits for ctx to end (SIGTERM
+// or SIGINT), then shuts down cleanly.
+func (c *RunCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("consentcam run", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	configPath := fs.String("config", "", "configuration `file` (required)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(c.Stderr, "Usage: consentcam run --config FILE [--log-level LEVEL]")
+		fmt.Fprintln(c.Stderr, "\nRuns the daemon until SIGTERM or SIGINT.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("run takes no arguments (got %q)", fs.Args())
+	}
+	if *configPath == "" {
+		return usagef("run needs --config FILE")
+	}
+	logger, err := newLogger(c.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := ReadConfigFile(*configPath)
+	if err != nil {
+		return err
+	}
+	d, err := OpenDaemon(cfg, logger)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx, c.Started)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Daemon is an agent wired to its store, keys, camera and detector.
+type Daemon struct {
+	Agent    *agent.Agent
+	DB       *store.DB
+	Detector capture.Detector
+	Logger   *slog.Logger
+}
+
+// OpenDaemon reads the keys the configuration names, opens the store and the
+// detector, and builds the agent (not yet started).
+func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
+	masterKey, err := consent.ReadMasterKey(cfg.Keys.Master)
+	if err != nil {
+		return nil, fmt.Errorf("keys.master: %w", err)
+	}
+	deviceKey, err := consent.ReadPrivateKey(cfg.Keys.Device)
+	if err != nil {
+		return nil, fmt.Errorf("keys.device: %w", err)
+	}
+	issuers, err := readKeyRefs("issuers", cfg.Issuers)
+	if err != nil {
+		return nil, err
+	}
+	operators, err := readKeyRefs("operators", cfg.Operators)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := readBearerTokens(cfg.HTTP.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	mqttOpts, err := mqttOptions(cfg.MQTT)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	db := store.NewDB(filepath.Join(cfg.StateDir, StoreFile))
+	db.MasterKey, db.Site, db.Camera, db.Logger = masterKey, cfg.Site, cfg.Camera, logger
+	if err := db.Open(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	model := cfg.Capture.Model
+	if cfg.Capture.Detector == "auto" && model != "" {
+		if _, err := os.Stat(model); err != nil {
+			logger.Warn("capture.model not found: using the cascade detector", "model", model, "error", err)
+			model = ""
+		}
+	}
+	det, err := opencv.NewDetector(cfg.Capture.Detector, model, cfg.Capture.Cascade, opencv.DetectorOptions{})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("capture.detector: %w", err)
+	}
+
+	notice := noticeFromConfig(cfg)
+	purposes := map[string]time.Duration{}
+	var ids []string
+	for _, p := range cfg.Purposes {
+		purposes[p.ID] = p.Retention
+		ids = append(ids, p.ID)
+	}
+	z := cfg.Capture.Zone
+	a := agent.New()
+	a.Site, a.Camera = cfg.Site, cfg.Camera
+	a.Store = db
+	a.Verifier = &consent.Verifier{
+		Site: cfg.Site, Camera: cfg.Camera,
+		Issuers: issuers, Operators: operators,
+		Purposes:   ids,
+		NoticeHash: notice.Hash(),
+		ClockSkew:  cfg.Consent.ClockSkew,
+		Spent:      db,
+	}
+	a.Notice, a.NoticeHash = notice.JSON(), notice.Hash()
+	a.Purposes = purposes
+	a.DeviceKey = deviceKey
+	src := opencv.SourceOptions{URL: cfg.Source.URL, Realtime: cfg.Source.Realtime, Loop: cfg.Source.Loop}
+	a.OpenSource = func(ctx context.Context) (capture.Source, error) { return opencv.Open(ctx, src) }
+	a.Detector = det
+	a.Rules = capture.Rules{
+		Zone:     capture.Zone{X: z[0], Y: z[1], W: z[2], H: z[3]},
+		MinFace:  cfg.Capture.MinFace,
+		MinScore: cfg.Capture.MinScore,
+	}
+	a.Window, a.DetectFPS = cfg.Capture.Window, cfg.Capture.DetectFPS
+	a.SweepInterval = cfg.Retention.SweepInterval
+	a.CheckpointInterval = cfg.Audit.CheckpointInterval
+	a.CompactInterval = cfg.Store.CompactInterval
+	a.MQTT = mqttOpts
+	a.HTTP = agent.HTTPOptions{Addr: cfg.HTTP.Listen, Tokens: tokens}
+	a.Version = Version
+	a.Logger = logger
+	return &Daemon{Agent: a, DB: db, Detector: det, Logger: logger}, nil
+}
+
+// Run starts the agent, waits for ctx to end, and stops everything. The
+// agent gets 10 seconds to drain its outbox.
+func (d *Daemon) Run(ctx context.Context, started func(*agent.Agent)) error {
+	if err := d.Agent.Open(ctx); err != nil {
+		d.close()
+		return err
+	}
+	d.Logger.Info("consentcam running",
+		"site", d.Agent.Site, "camera", d.Agent.Camera,
+		"http", d.Agent.HTTPAddr(), "mqtt", d.Agent.MQTT.URL, "detector", d.Detector.Name())
+	if started != nil {
+		started(d.Agent)
+	}
+	<-ctx.Done()
+	d.Logger.Info("consentcam stopping")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(d.Agent.Close(closeCtx), d.close())
+}
+
+func (d *Daemon) close() error {
+	return errors.Join(d.Detector.Close(), d.DB.Close())
+}
+
+func readKeyRefs(field string, refs []KeyRef) (map[string]ed25519.PublicKey, error) {
+	keys := map[string]ed25519.PublicKey{}
+	for i, r := range refs {
+		k, err := consent.ReadPublicKey(r.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d].public_key: %w", field, i, err)
+		}
+		keys[r.KID] = k
+	}
+	return keys, nil
+}
+
+// readSecretFile reads a one-line secret (token, password), refusing a file
+// that others may read.
+func readSecretFile(field, path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s: %s is readable by group or others (mode %#o): chmod 600 it", field, path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", field, path)
+	}
+	return s, nil
+}
+
+func readBearerTokens(refs []TokenRef) ([]agent.BearerToken, error) {
+	var tokens []agent.BearerToken
+	for i, r := range refs {
+		field := fmt.Sprintf("http.tokens[%d].token_file", i)
+		s, err := readSecretFile(field, r.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		if len(s) < 16 {
+			return nil, fmt.Errorf("%s: the token is shorter than 16 characters; use a long random one (openssl rand -hex 32)", field)
+		}
+		tokens = append(tokens, agent.BearerToken{Role: r.Role, Secret: s})
+	}
+	return tokens, nil
+}
+
+func mqttOptions(c MQTTConfig) (agent.MQTTOptions, error) {
+	o := agent.MQTTOptions{URL: c.URL, ClientID: c.ClientID, Username: c.Username, TopicPrefix: c.TopicPrefix}
+	if c.PasswordFile != "" {
+		p, err := readSecretFile("mqtt.password_file", c.PasswordFile)
+		if err != nil {
+			return o, err
+		}
+		o.Password = p
+	}
+	if c.CAFile == "" && c.CertFile == "" {
+		return o, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return o, fmt.Errorf("mqtt.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("mqtt.ca_file: no PEM certificate in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return o, fmt.Errorf("mqtt.cert_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	o.TLS = tc
+	return o, nil
+}
