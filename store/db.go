@@ -305,50 +305,54 @@ type CompactStats struct {
 // that no page freed by an erasure survives in any file. Other users of the
 // DB wait meanwhile. The sizes it returns go into the store.compacted event.
 func (db *DB) Compact() (CompactStats, error) {
-	before, after, err := db.compact()
-	return CompactStats{Before: before, After: after}, err
-}
-
-func (db *DB) compact() (before, after int64, err error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.bolt == nil {
-		return 0, 0, ErrClosed
+		return CompactStats{}, ErrClosed
 	}
-	fi, err := os.Stat(db.path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("compact: %w", err)
+	var stats CompactStats
+	var err error
+	if stats.Before, err = fileSize(db.path); err != nil {
+		return stats, fmt.Errorf("compact: %w", err)
 	}
-	before = fi.Size()
-
 	tmp := db.compactPath()
 	if err := copyCompact(tmp, db.bolt); err != nil {
 		os.Remove(tmp)
-		return before, 0, fmt.Errorf("compact: %w", err)
+		return stats, fmt.Errorf("compact: %w", err)
 	}
-	// From here the old file is closed: whatever happens, reopen one.
-	closeErr := db.bolt.Close()
+	if err := db.replaceWith(tmp); err != nil {
+		return stats, fmt.Errorf("compact: %w", err)
+	}
+	if stats.After, err = fileSize(db.path); err != nil {
+		return stats, fmt.Errorf("compact: %w", err)
+	}
+	db.Logger.Info("store compacted", logKeyBefore, stats.Before, logKeyAfter, stats.After)
+	return stats, nil
+}
+
+// replaceWith closes the file, renames tmp over it and reopens it. Whatever
+// fails, the DB is reopened on the file then in place. db.mu must be held for
+// writing.
+func (db *DB) replaceWith(tmp string) error {
+	err := db.bolt.Close()
 	db.bolt = nil
-	if closeErr != nil {
+	if err == nil {
+		err = os.Rename(tmp, db.path)
+	}
+	if err != nil {
 		os.Remove(tmp)
-		return before, 0, errors.Join(fmt.Errorf("compact: %w", closeErr), db.openBolt())
+	} else {
+		err = syncDir(filepath.Dir(db.path))
 	}
-	if err := os.Rename(tmp, db.path); err != nil {
-		os.Remove(tmp)
-		return before, 0, errors.Join(fmt.Errorf("compact: %w", err), db.openBolt())
+	return errors.Join(err, db.openBolt())
+}
+
+func fileSize(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
 	}
-	if err := syncDir(filepath.Dir(db.path)); err != nil {
-		return before, 0, errors.Join(fmt.Errorf("compact: %w", err), db.openBolt())
-	}
-	if err := db.openBolt(); err != nil {
-		return before, 0, fmt.Errorf("compact: reopen: %w", err)
-	}
-	if fi, err = os.Stat(db.path); err != nil {
-		return before, 0, fmt.Errorf("compact: %w", err)
-	}
-	after = fi.Size()
-	db.Logger.Info("store compacted", logKeyBefore, before, logKeyAfter, after)
-	return before, after, nil
+	return fi.Size(), nil
 }
 
 func (db *DB) compactPath() string { return db.path + ".compact" }

@@ -252,6 +252,16 @@ func TestErase(t *testing.T) {
 		assertPresent(t, db, recs["a2"]) // subj-a keeps its key for visit-2
 	})
 
+	t.Run("NameIsPrefixOfAnother", func(t *testing.T) {
+		db, _ := setup(t)
+		clock := NewClock()
+		longer := NewRecord(clock, "subj-ab", "visit-10", Retained(clock, purposeChannel, time.Hour))
+		MustPut(t, db, []byte("image"), longer)
+		erase(t, db, store.Selector{Subject: "subj-a"})
+		erase(t, db, store.Selector{Visit: "visit-1"})
+		assertPresent(t, db, longer)
+	})
+
 	t.Run("Nothing", func(t *testing.T) {
 		db, _ := setup(t)
 		if erased := erase(t, db, store.Selector{Subject: "nobody"}); len(erased) != 0 {
