@@ -33,6 +33,7 @@ test: deps
 	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+	$(GO) test -tags matprofile -run MatProfile ./capture/opencv
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 ## lint: gofmt, go vet and staticcheck.
