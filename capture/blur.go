@@ -5,12 +5,12 @@ import (
 	"math"
 )
 
-// Blur makes the part of r inside img unrecognisable: it pixelates it into
+// blur makes the part of r inside img unrecognisable: it pixelates it into
 // blocks of about a sixth of r's larger side, then box-blurs it twice with
 // the block's size as radius, so neither features nor block edges remain.
 // The region is blurred whatever part of it img holds, so a face cut by the
 // crop's edge is blurred too.
-func Blur(img *image.RGBA, r image.Rectangle) {
+func blur(img *image.RGBA, r image.Rectangle) {
 	clip := r.Intersect(img.Rect)
 	if clip.Empty() {
 		return

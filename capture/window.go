@@ -82,7 +82,7 @@ func (w *Window) Offer(f Frame, faces []Face) (Verdict, error) {
 	}
 	for j, o := range faces {
 		if j != i {
-			Blur(img, grow(o.Box, blurMargin))
+			blur(img, grow(o.Box, blurMargin))
 		}
 	}
 	sharp := Sharpness(img, face.Box)

@@ -69,7 +69,7 @@ func NewDetector(kind, model, cascade string, opts DetectorOptions) (capture.Det
 	}
 }
 
-// scaleFace maps a box from a detector's input to frame pixels, clipped to
+// scaleRect maps a box from a detector's input to frame pixels, clipped to
 // the frame.
 func scaleRect(x, y, w, h, sx, sy float64, frame image.Point) image.Rectangle {
 	return image.Rect(

@@ -1,6 +1,7 @@
-// Package opencv is the only package that imports gocv: camera and file
-// sources, and the face detectors (YuNet through a small C++ shim over
-// cv::FaceDetectorYN, and OpenCV cascades).
+// Package opencv is the only package that imports gocv: camera, stream and
+// file sources, and the face detectors: YuNet, run by a small C++ shim with
+// cv::dnn and decoded as OpenCV 4.6's cv::FaceDetectorYN does (plus the
+// softmax the exported models lack), and OpenCV cascades.
 //
 // It must close every gocv.Mat it creates and never write a frame or an
 // image anywhere.

@@ -122,9 +122,9 @@ int cc_yunet_detect(cc_yunet *y, void *bgr, char *err, int errlen) {
         const float *loc = out[0].ptr<float>(), *conf = out[1].ptr<float>(), *iou = out[2].ptr<float>();
         const float var0 = 0.1f, var1 = 0.2f;
         const float w = float(y->size.width), h = float(y->size.height);
+        std::vector<float> cand;  // the decoded candidates, CC_YUNET_FACE_FLOATS each
         std::vector<cv::Rect2i> boxes;
         std::vector<float> scores;
-        std::vector<int> index;
         for (size_t i = 0; i < n; ++i) {
             float bg = conf[2 * i], fg = conf[2 * i + 1];
             bool probs = bg >= 0 && fg >= 0 && std::fabs(bg + fg - 1) < 1e-3f;
@@ -139,31 +139,22 @@ int cc_yunet_detect(cc_yunet *y, void *bgr, char *err, int errlen) {
             float cy = (p.y + l[1] * var0 * p.height) * h;
             float bw = p.width * std::exp(l[2] * var0) * w;
             float bh = p.height * std::exp(l[3] * var1) * h;
-            boxes.push_back(cv::Rect2i(int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)));
-            scores.push_back(score);
-            index.push_back(int(i));
-        }
-        std::vector<int> keep;
-        cv::dnn::NMSBoxes(boxes, scores, y->score, y->nms, keep, 1.f, y->top_k);
-        y->faces.assign(keep.size() * CC_YUNET_FACE_FLOATS, 0.f);
-        for (size_t k = 0; k < keep.size(); ++k) {
-            const int j = keep[k], i = index[j];
-            const cv::Rect2f &p = y->priors[i];
-            const float *l = loc + 14 * i;
-            float *f = &y->faces[k * CC_YUNET_FACE_FLOATS];
-            float cx = (p.x + l[0] * var0 * p.width) * w;
-            float cy = (p.y + l[1] * var0 * p.height) * h;
-            float bw = p.width * std::exp(l[2] * var0) * w;
-            float bh = p.height * std::exp(l[3] * var1) * h;
-            f[0] = cx - bw / 2;
-            f[1] = cy - bh / 2;
-            f[2] = bw;
-            f[3] = bh;
+            float f[CC_YUNET_FACE_FLOATS] = {cx - bw / 2, cy - bh / 2, bw, bh};
             for (int m = 0; m < 5; ++m) {
                 f[4 + 2 * m] = (p.x + l[4 + 2 * m] * var0 * p.width) * w;
                 f[5 + 2 * m] = (p.y + l[5 + 2 * m] * var0 * p.height) * h;
             }
-            f[14] = scores[j];
+            f[14] = score;
+            cand.insert(cand.end(), f, f + CC_YUNET_FACE_FLOATS);
+            boxes.push_back(cv::Rect2i(int(f[0]), int(f[1]), int(bw), int(bh)));
+            scores.push_back(score);
+        }
+        std::vector<int> keep;
+        cv::dnn::NMSBoxes(boxes, scores, y->score, y->nms, keep, 1.f, y->top_k);
+        y->faces.clear();
+        for (int k : keep) {
+            y->faces.insert(y->faces.end(), cand.begin() + k * CC_YUNET_FACE_FLOATS,
+                            cand.begin() + (k + 1) * CC_YUNET_FACE_FLOATS);
         }
         return int(keep.size());
     } catch (const std::exception &e) {

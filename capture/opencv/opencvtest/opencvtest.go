@@ -24,12 +24,12 @@ const (
 	Frames = 30 // 2.5 s
 )
 
-// Hand-annotated faces of the stills (hairline to chin, ear to ear).
+// Hand-annotated faces of the stills (hairline to chin, ear to ear), and a
+// region of the portrait without anyone.
 var (
-	portraitFace = image.Rect(262, 145, 450, 388)                   // webcam-portrait.jpg, 640x480
-	playerFace   = image.Rect(216, 86, 267, 133)                    // crowd-and-player.jpg, 548x342
-	crowdFaces   = []image.Rectangle{image.Rect(204, 80, 231, 105)} // the spectator by the player's head
-	emptyRegion  = image.Rect(0, 0, 224, 168)                       // portrait: shelves and printer, no face
+	portraitFace = image.Rect(262, 145, 450, 388) // webcam-portrait.jpg, 640x480
+	playerFace   = image.Rect(216, 86, 267, 133)  // crowd-and-player.jpg, 548x342
+	emptyRegion  = image.Rect(0, 0, 224, 168)     // portrait: shelves and printer, no face
 )
 
 // Scene is a scenario clip: what it shows, the rules it is judged by, and
@@ -42,11 +42,8 @@ type Scene struct {
 	// frame's truth of the face that may be kept, or -1 when none may.
 	Truth   [][]image.Rectangle
 	Visitor int
-	// Small faces (under MinFace) shown, which never count but must be
-	// blurred when they overlap the crop.
-	Small [][]image.Rectangle
 
-	draw func(i int, dst *gocv.Mat) (faces, small []image.Rectangle)
+	draw func(i int, dst *gocv.Mat) []image.Rectangle
 }
 
 // Scenes returns every scenario, built from the stills (the Mats are closed
@@ -66,19 +63,19 @@ func Scenes(tb testing.TB) []*Scene {
 		{
 			// One visitor filling the frame, the camera swaying a little.
 			Name: "visitor", Rules: rules, Visitor: 0,
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				d := sway(i, 12)
-				return []image.Rectangle{paste(dst, portrait, image.Rectangle{}, d, 1, portraitFace)}, nil
+				return []image.Rectangle{paste(dst, portrait, image.Rectangle{}, d, 1, portraitFace)}
 			},
 		},
 		{
 			// Two people side by side, both in the zone: never kept.
 			Name: "two-in-zone", Rules: rules, Visitor: -1,
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				d := sway(i, 6)
 				a := paste(dst, portrait, image.Rectangle{}, image.Pt(0, 110).Add(d), 0.5, portraitFace)
 				b := paste(dst, flipped, image.Rectangle{}, image.Pt(340, 140).Sub(d), 0.45, flippedFace)
-				return []image.Rectangle{a, b}, nil
+				return []image.Rectangle{a, b}
 			},
 		},
 		{
@@ -87,29 +84,29 @@ func Scenes(tb testing.TB) []*Scene {
 			// visitor's crop.
 			Name: "second-outside-zone", Visitor: 0,
 			Rules: capture.Rules{Zone: capture.Zone{X: 0, Y: 0, W: 0.45, H: 1}, MinFace: rules.MinFace, MinScore: rules.MinScore},
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				d := sway(i, 3)
 				a := pasteFace(dst, portrait, portraitFace, image.Pt(173, 190).Add(d), 0.5)
 				b := pasteFace(dst, flipped, flippedFace, image.Pt(266, 318).Sub(d), 0.42)
-				return []image.Rectangle{a, b}, nil
+				return []image.Rectangle{a, b}
 			},
 		},
 		{
 			// Shelves and a printer, nobody.
 			Name: "nobody", Rules: rules, Visitor: -1,
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				d := sway(i, 8)
 				paste(dst, portrait, emptyRegion, d.Sub(image.Pt(8, 8)), float64(Width+16)/float64(emptyRegion.Dx()), image.Rectangle{})
-				return nil, nil
+				return nil
 			},
 		},
 		{
 			// The visitor walks out of the zone (left half), left to right.
 			Name: "leaving-zone", Visitor: 0,
 			Rules: capture.Rules{Zone: left, MinFace: rules.MinFace, MinScore: rules.MinScore},
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				x := i * (Width / 2) / (Frames - 1)
-				return []image.Rectangle{paste(dst, portrait, image.Rectangle{}, image.Pt(x, 120), 0.5, portraitFace)}, nil
+				return []image.Rectangle{paste(dst, portrait, image.Rectangle{}, image.Pt(x, 120), 0.5, portraitFace)}
 			},
 		},
 		{
@@ -118,15 +115,10 @@ func Scenes(tb testing.TB) []*Scene {
 			// behind him, one by his head, inside his crop.
 			Name: "crowd", Visitor: 0,
 			Rules: capture.Rules{Zone: capture.FullFrame, MinFace: 40, MinScore: rules.MinScore},
-			draw: func(i int, dst *gocv.Mat) ([]image.Rectangle, []image.Rectangle) {
+			draw: func(i int, dst *gocv.Mat) []image.Rectangle {
 				const scale = float64(Width) / 548
 				d := sway(i, 4).Add(image.Pt(0, 40))
-				face := paste(dst, crowd, image.Rectangle{}, d, scale, playerFace)
-				var small []image.Rectangle
-				for _, c := range crowdFaces {
-					small = append(small, scaleRect(c, scale).Add(d))
-				}
-				return []image.Rectangle{face}, small
+				return []image.Rectangle{paste(dst, crowd, image.Rectangle{}, d, scale, playerFace)}
 			},
 		},
 	}
@@ -144,8 +136,8 @@ func SceneNamed(tb testing.TB, name string) *Scene {
 	return nil
 }
 
-// WriteClip writes the scene's clip into dir and fills s.Path, s.Truth and
-// s.Small; it returns the file's path.
+// WriteClip writes the scene's clip into dir and fills s.Path and s.Truth;
+// it returns the file's path.
 func (s *Scene) WriteClip(tb testing.TB, dir string) string {
 	tb.Helper()
 	path := filepath.Join(dir, s.Name+".avi")
@@ -157,18 +149,13 @@ func (s *Scene) WriteClip(tb testing.TB, dir string) string {
 	if !w.IsOpened() {
 		tb.Fatalf("video writer: cannot write %s as MJPG", path)
 	}
-	s.Truth, s.Small = make([][]image.Rectangle, Frames), make([][]image.Rectangle, Frames)
+	s.Truth = make([][]image.Rectangle, Frames)
 	frame := gocv.NewMatWithSize(Height, Width, gocv.MatTypeCV8UC3)
 	defer frame.Close()
 	for i := 0; i < Frames; i++ {
 		frame.SetTo(gocv.NewScalar(150, 160, 170, 0)) // a gray-beige wall
-		faces, small := s.draw(i, &frame)
-		bounds := image.Rect(0, 0, Width, Height)
-		for _, f := range faces {
-			s.Truth[i] = append(s.Truth[i], f.Intersect(bounds))
-		}
-		for _, f := range small {
-			s.Small[i] = append(s.Small[i], f.Intersect(bounds))
+		for _, f := range s.draw(i, &frame) {
+			s.Truth[i] = append(s.Truth[i], f.Intersect(image.Rect(0, 0, Width, Height)))
 		}
 		if err := w.Write(frame); err != nil {
 			tb.Fatalf("write frame %d: %v", i, err)
