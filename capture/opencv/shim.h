@@ -1,6 +1,7 @@
-// C interface to the OpenCV C++ API that gocv v0.31.0 does not wrap:
-// cv::FaceDetectorYN, cv::VideoCapture opened with timeouts, and the size of
-// OpenCV's thread pool. Errors are written to err (errlen bytes) and signalled
+// C interface to the OpenCV C++ API that gocv v0.31.0 lacks or wraps
+// unsafely: YuNet run with cv::dnn and decoded as cv::FaceDetectorYN does,
+// cascade classifiers, cv::VideoCapture opened with timeouts, and the size
+// of OpenCV's thread pool. Errors are written to err (errlen bytes) and signalled
 // by a NULL or negative result; no C++ exception crosses into Go.
 #ifndef CONSENTCAM_SHIM_H
 #define CONSENTCAM_SHIM_H
