@@ -151,6 +151,8 @@ func (a *Agent) Origin() string { return store.Origin(a.Site, a.Camera) }
 // the HTTP server.
 func (a *Agent) Open(ctx context.Context) error {
 	switch {
+	case a.cancel != nil:
+		return errors.New("agent: already opened; make a new one")
 	case a.Store == nil:
 		return errors.New("agent: no store")
 	case a.Verifier == nil:

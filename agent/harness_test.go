@@ -114,17 +114,26 @@ type rig struct {
 	db       *store.DB
 	cam      *fakeCamera
 	broker   *testenv.Mosquitto
+	sub      *subscriber
 	issuer   keyPair
 	operator keyPair
 	device   keyPair
 	notice   consent.Notice
 	tokens   map[string]string // role → secret
 	now      func() time.Time
+
+	retention time.Duration // of entry-security
+	tune      func(*agent.Agent)
 }
 
 type rigOption func(*rig)
 
-func withBroker(r *rig) { r.broker = testenv.StartMosquitto(r.t) }
+// withBroker starts a Mosquitto, and a subscriber to everything under the
+// prefix before the agent starts, so that it sees every message.
+func withBroker(r *rig) {
+	r.broker = testenv.StartMosquitto(r.t)
+	r.sub = newSubscriber(r.t, r.broker)
+}
 
 // withClock makes the store, the verifier and the agent read time from now.
 func withClock(now func() time.Time) rigOption { return func(r *rig) { r.now = now } }
@@ -141,7 +150,7 @@ func newRig(t testing.TB, retention time.Duration, tune func(a *agent.Agent), op
 			agent.RoleOperator: "operator-secret-0123456789",
 			agent.RoleKiosk:    "kiosk-secret-0123456789",
 		},
-		now: time.Now,
+		now: time.Now, retention: retention,
 	}
 	for _, o := range opts {
 		o(r)
@@ -159,6 +168,18 @@ func newRig(t testing.TB, retention time.Duration, tune func(a *agent.Agent), op
 		consent.NewPurpose("entry-security", "Keep the entrance safe", retention),
 	}
 
+	r.tune = tune
+	r.start()
+	t.Cleanup(func() { r.close() })
+	if r.sub != nil {
+		r.sub.waitOnline()
+	}
+	return r
+}
+
+// start opens a new agent on the rig's store.
+func (r *rig) start() {
+	r.t.Helper()
 	a := agent.New()
 	a.Site, a.Camera = site, camera
 	a.Store = r.db
@@ -173,7 +194,7 @@ func newRig(t testing.TB, retention time.Duration, tune func(a *agent.Agent), op
 		Spent:      r.db,
 	}
 	a.Notice, a.NoticeHash = r.notice.JSON(), r.notice.Hash()
-	a.Purposes = map[string]time.Duration{"channel-attribution": 720 * time.Hour, "entry-security": retention}
+	a.Purposes = map[string]time.Duration{"channel-attribution": 720 * time.Hour, "entry-security": r.retention}
 	a.DeviceKey = r.device.priv
 	a.OpenSource = r.cam.Open
 	a.Detector = r.cam
@@ -190,17 +211,25 @@ func newRig(t testing.TB, retention time.Duration, tune func(a *agent.Agent), op
 	}
 	a.Now = r.now
 	if testing.Verbose() {
-		a.Logger = testLogger(t)
+		a.Logger = testLogger(r.t)
 	}
-	if tune != nil {
-		tune(a)
+	if r.tune != nil {
+		r.tune(a)
 	}
 	if err := a.Open(context.Background()); err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	r.a = a
-	t.Cleanup(func() { r.close() })
-	return r
+}
+
+// stop closes the agent, leaving the store open.
+func (r *rig) stop() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.a.Close(ctx); err != nil {
+		r.t.Errorf("close agent: %v", err)
+	}
 }
 
 // close stops the agent (once) and checks the store's invariants.
@@ -208,11 +237,7 @@ func (r *rig) close() {
 	if r.a == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.a.Close(ctx); err != nil {
-		r.t.Errorf("close agent: %v", err)
-	}
+	r.stop()
 	r.a = nil
 	if err := r.db.Check(); err != nil {
 		r.t.Errorf("store check: %v", err)
@@ -374,6 +399,25 @@ func newSubscriber(t testing.TB, b *testenv.Mosquitto) *subscriber {
 	}
 	t.Cleanup(func() { s.c.Disconnect(100) })
 	return s
+}
+
+// waitOnline waits until the agent says "online": it has subscribed.
+func (s *subscriber) waitOnline() {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s.mu.Lock()
+		msgs := s.topics["available"]
+		online := len(msgs) > 0 && string(msgs[len(msgs)-1]) == "online"
+		s.mu.Unlock()
+		if online {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("the agent did not say online on …/available within 15s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (s *subscriber) handle(_ mqtt.Client, m mqtt.Message) {

@@ -102,13 +102,16 @@ func (m *mqttClient) onConnect(c mqtt.Client) {
 	m.connected.Store(true)
 	a := m.a
 	a.Logger.Info("mqtt connected", "broker", a.MQTT.URL)
-	m.publishRetained(m.topic(topicAvailable), []byte(availabilityOnline))
+	// Subscribe first: "online" tells kiosks the agent is listening.
+	t := c.SubscribeMultiple(map[string]byte{m.topic(topicConsent): 1, m.topic(topicRevoke): 1}, m.route)
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		a.Logger.Error("mqtt subscribe", logKeyError, t.Error())
+	}
 	m.publishRetained(m.topic(topicNotice), a.Notice)
 	if cp, err := a.Store.LatestCheckpoint(); err == nil && len(cp) > 0 {
 		m.publishRetained(m.topic(topicCheckpoint), cp)
 	}
-	c.Subscribe(m.topic(topicConsent), 1, m.onConsent)
-	c.Subscribe(m.topic(topicRevoke), 1, m.onRevoke)
+	m.publishRetained(m.topic(topicAvailable), []byte(availabilityOnline))
 	select {
 	case m.up <- struct{}{}:
 	default:
@@ -121,13 +124,19 @@ func (m *mqttClient) onLost(_ mqtt.Client, err error) {
 	m.a.Logger.Warn("mqtt connection lost", logKeyError, err)
 }
 
-func (m *mqttClient) onConsent(_ mqtt.Client, msg mqtt.Message) {
-	// Refusals are audited by Consent; nothing else to do here.
-	m.a.Consent(m.a.ctx, msg.Payload())
+// route handles a message on …/consent or …/revoke. Refusals are audited
+// by Consent and Revoke.
+func (m *mqttClient) route(_ mqtt.Client, msg mqtt.Message) {
+	switch msg.Topic() {
+	case m.topic(topicConsent):
+		m.a.Consent(m.a.ctx, msg.Payload())
+	case m.topic(topicRevoke):
+		m.onRevoke(msg.Payload())
+	}
 }
 
-func (m *mqttClient) onRevoke(_ mqtt.Client, msg mqtt.Message) {
-	receipt, err := m.a.Revoke(m.a.ctx, msg.Payload())
+func (m *mqttClient) onRevoke(payload []byte) {
+	receipt, err := m.a.Revoke(m.a.ctx, payload)
 	if err != nil {
 		return // audited as revoke.rejected, or logged
 	}
