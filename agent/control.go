@@ -37,8 +37,8 @@ type consentRequest struct {
 type consentResult struct {
 	consent *consent.Consent
 	seq     uint64 // of consent.accepted
-	err   error  // a *consent.Error (replayed), or another failure
-	queue int    // consents waiting before this one (0: its window opens now)
+	err     error  // a *consent.Error (replayed), or another failure
+	queue   int    // consents waiting before this one (0: its window opens now)
 }
 
 type revokeRequest struct {

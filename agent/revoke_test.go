@@ -309,4 +309,3 @@ func TestRevokeOverMQTT(t *testing.T) {
 		t.Errorf("revoke.rejected reason = %q, want wrong-type", ev.Reason)
 	}
 }
-
