@@ -4,7 +4,6 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -100,7 +99,7 @@ func NewDB(path string) *DB {
 	return &DB{
 		path:   path,
 		Now:    time.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	}
 }
 
