@@ -115,7 +115,7 @@ func TestAuditEndpoints(t *testing.T) {
 func TestOutboxAcrossBrokerRestart(t *testing.T) {
 	r := newRig(t, time.Hour, nil, withBroker)
 	sub := r.sub
-	sub.waitAudit(r.db.Size(), 15*time.Second)
+	sub.WaitAudit(r.db.Size(), 15*time.Second)
 
 	r.broker.Stop()
 	r.saveOne("v-down-1", "s-1", "channel-attribution")
@@ -128,8 +128,8 @@ func TestOutboxAcrossBrokerRestart(t *testing.T) {
 	}
 	r.broker.Start()
 
-	sub.waitAudit(r.db.Size(), 30*time.Second)
-	checkArrivalOrder(t, sub)
+	sub.WaitAudit(r.db.Size(), 30*time.Second)
+	sub.CheckArrivalOrder()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		n, _ := r.db.PendingCount()
@@ -143,21 +143,6 @@ func TestOutboxAcrossBrokerRestart(t *testing.T) {
 	}
 }
 
-// checkArrivalOrder checks that, duplicates aside, seqs arrived in order.
-func checkArrivalOrder(t *testing.T, s *subscriber) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := uint64(0)
-	for _, seq := range s.order {
-		switch {
-		case seq == next:
-			next++
-		case seq > next:
-			t.Fatalf("seq %d arrived before seq %d", seq, next)
-		}
-	}
-}
 
 // A restarted agent continues the log: seq without gap, the new events
 // chained to the old, and the old undelivered events published.

@@ -23,7 +23,6 @@ import (
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 const (
@@ -114,7 +113,7 @@ type rig struct {
 	db       *store.DB
 	cam      *fakeCamera
 	broker   *testenv.Mosquitto
-	sub      *subscriber
+	sub      *testenv.Subscriber
 	issuer   keyPair
 	operator keyPair
 	device   keyPair
@@ -132,7 +131,7 @@ type rigOption func(*rig)
 // prefix before the agent starts, so that it sees every message.
 func withBroker(r *rig) {
 	r.broker = testenv.StartMosquitto(r.t)
-	r.sub = newSubscriber(r.t, r.broker)
+	r.sub = testenv.Subscribe(r.t, r.broker, "auditor-sub", prefix)
 }
 
 // withClock makes the store, the verifier and the agent read time from now.
@@ -172,7 +171,7 @@ func newRig(t testing.TB, retention time.Duration, tune func(a *agent.Agent), op
 	r.start()
 	t.Cleanup(func() { r.close() })
 	if r.sub != nil {
-		r.sub.waitOnline()
+		r.sub.WaitOnline()
 	}
 	return r
 }
@@ -371,121 +370,3 @@ func dump(evs []store.Event) string {
 	return b.String()
 }
 
-// subscriber is an MQTT client that records everything under the prefix,
-// with a persistent session so that it keeps its queue across a broker
-// restart.
-type subscriber struct {
-	t      testing.TB
-	c      mqtt.Client
-	mu     sync.Mutex
-	audit  map[uint64][]byte // de-duplicated by seq
-	order  []uint64          // seqs in arrival order, duplicates included
-	topics map[string][][]byte
-}
-
-func newSubscriber(t testing.TB, b *testenv.Mosquitto) *subscriber {
-	t.Helper()
-	s := &subscriber{t: t, audit: map[uint64][]byte{}, topics: map[string][][]byte{}}
-	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("auditor-sub").
-		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
-		SetOrderMatters(true)
-	s.c = mqtt.NewClient(opts)
-	if tok := s.c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	if tok := s.c.Subscribe(prefix+"/#", 1, s.handle); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	t.Cleanup(func() { s.c.Disconnect(100) })
-	return s
-}
-
-// waitOnline waits until the agent says "online": it has subscribed.
-func (s *subscriber) waitOnline() {
-	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		s.mu.Lock()
-		msgs := s.topics["available"]
-		online := len(msgs) > 0 && string(msgs[len(msgs)-1]) == "online"
-		s.mu.Unlock()
-		if online {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatal("the agent did not say online on …/available within 15s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *subscriber) handle(_ mqtt.Client, m mqtt.Message) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	topic := strings.TrimPrefix(m.Topic(), prefix+"/")
-	s.topics[topic] = append(s.topics[topic], m.Payload())
-	if topic != "audit" {
-		return
-	}
-	var ev struct{ Seq uint64 }
-	if err := json.Unmarshal(m.Payload(), &ev); err != nil {
-		s.t.Errorf("audit payload is not JSON: %q", m.Payload())
-		return
-	}
-	s.order = append(s.order, ev.Seq)
-	if old, ok := s.audit[ev.Seq]; ok && !bytes.Equal(old, m.Payload()) {
-		s.t.Errorf("seq %d published twice with different bytes", ev.Seq)
-	}
-	s.audit[ev.Seq] = m.Payload()
-}
-
-// waitAudit waits until every seq below n has arrived.
-func (s *subscriber) waitAudit(n uint64, timeout time.Duration) {
-	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		s.mu.Lock()
-		got := uint64(0)
-		for got < n {
-			if _, ok := s.audit[got]; !ok {
-				break
-			}
-			got++
-		}
-		s.mu.Unlock()
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("only seq 0..%d of %d arrived on …/audit", int64(got)-1, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitTopic waits for the n-th message on a topic below the prefix.
-func (s *subscriber) waitTopic(topic string, n int) [][]byte {
-	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		s.mu.Lock()
-		msgs := append([][]byte(nil), s.topics[topic]...)
-		s.mu.Unlock()
-		if len(msgs) >= n {
-			return msgs
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%d messages on …/%s after 15s, want %d", len(msgs), topic, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// publish sends a message to a topic below the prefix, QoS 1.
-func (s *subscriber) publish(topic string, payload []byte) {
-	s.t.Helper()
-	if tok := s.c.Publish(prefix+"/"+topic, 1, false, payload); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-		s.t.Fatal(tok.Error())
-	}
-}

@@ -258,9 +258,9 @@ func TestConsentOverMQTT(t *testing.T) {
 		{consent.ReasonStaleNotice, with(func(c *consent.Consent) { c.Notice = strings.Repeat("0", 64) })},
 	}
 	for _, c := range cases {
-		sub.publish("consent", c.token)
+		sub.Publish("consent", c.token)
 	}
-	sub.publish("consent", sign(good))
+	sub.Publish("consent", sign(good))
 	r.waitEvent("capture.saved after the refusals", ofVisit(store.EventCaptureSaved, "v-good"))
 
 	var got []string
@@ -292,8 +292,8 @@ func TestRevokeOverMQTT(t *testing.T) {
 	r := newRig(t, time.Hour, nil, withBroker)
 	sub := r.sub
 	r.saveOne("v-1", "subj-1", "channel-attribution")
-	sub.publish("revoke", []byte(r.revokeToken("subj-1", "")))
-	msgs := sub.waitTopic("revoke/receipt", 1)
+	sub.Publish("revoke", []byte(r.revokeToken("subj-1", "")))
+	msgs := sub.WaitTopic("revoke/receipt", 1)
 	rc, err := consent.VerifyReceipt(r.device.pub, msgs[0])
 	if err != nil {
 		t.Fatalf("receipt from MQTT: %v", err)
@@ -303,7 +303,7 @@ func TestRevokeOverMQTT(t *testing.T) {
 	}
 	checkReceiptCheckpoint(t, r, rc)
 	// A consent token is no revoke command.
-	sub.publish("revoke", []byte(r.consentToken("v-2", "subj-2", "channel-attribution")))
+	sub.Publish("revoke", []byte(r.consentToken("v-2", "subj-2", "channel-attribution")))
 	ev := r.waitEvent("revoke.rejected", isType(store.EventRevokeRejected))
 	if ev.Reason != string(consent.ReasonWrongType) {
 		t.Errorf("revoke.rejected reason = %q, want wrong-type", ev.Reason)

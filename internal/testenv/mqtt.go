@@ -1,0 +1,156 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Subscriber is an MQTT client that records everything published under a
+// topic prefix, as an auditor's subscriber would: with a persistent session
+// (so it keeps its queue across a broker restart) and audit events
+// de-duplicated by seq.
+type Subscriber struct {
+	tb     testing.TB
+	c      mqtt.Client
+	prefix string
+
+	mu     sync.Mutex
+	audit  map[uint64][]byte // …/audit payloads by seq
+	order  []uint64          // seqs in arrival order, duplicates included
+	topics map[string][][]byte
+}
+
+// Subscribe connects to the broker as client id and subscribes to prefix/#
+// with QoS 1. It disconnects when the test ends.
+func Subscribe(tb testing.TB, b *Mosquitto, id, prefix string) *Subscriber {
+	tb.Helper()
+	s := &Subscriber{tb: tb, prefix: prefix, audit: map[uint64][]byte{}, topics: map[string][][]byte{}}
+	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(id).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
+		SetOrderMatters(true)
+	s.c = mqtt.NewClient(opts)
+	if tok := s.c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+		tb.Fatal(tok.Error())
+	}
+	if tok := s.c.Subscribe(prefix+"/#", 1, s.handle); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+		tb.Fatal(tok.Error())
+	}
+	tb.Cleanup(func() { s.c.Disconnect(100) })
+	return s
+}
+
+func (s *Subscriber) handle(_ mqtt.Client, m mqtt.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	topic := strings.TrimPrefix(m.Topic(), s.prefix+"/")
+	s.topics[topic] = append(s.topics[topic], m.Payload())
+	if topic != "audit" {
+		return
+	}
+	var ev struct{ Seq uint64 }
+	if err := json.Unmarshal(m.Payload(), &ev); err != nil {
+		s.tb.Errorf("audit payload is not JSON: %q", m.Payload())
+		return
+	}
+	s.order = append(s.order, ev.Seq)
+	if old, ok := s.audit[ev.Seq]; ok && !bytes.Equal(old, m.Payload()) {
+		s.tb.Errorf("seq %d published twice with different bytes:\n%s\n%s", ev.Seq, old, m.Payload())
+	}
+	s.audit[ev.Seq] = m.Payload()
+}
+
+// WaitOnline waits until the last message on …/available is "online".
+func (s *Subscriber) WaitOnline() {
+	s.tb.Helper()
+	s.waitFor("the agent to say online on …/available", 15*time.Second, func() bool {
+		msgs := s.topics["available"]
+		return len(msgs) > 0 && string(msgs[len(msgs)-1]) == "online"
+	})
+}
+
+// WaitAudit waits until every seq below n has arrived on …/audit.
+func (s *Subscriber) WaitAudit(n uint64, timeout time.Duration) {
+	s.tb.Helper()
+	s.waitFor(fmt.Sprintf("seq 0..%d on …/audit", int64(n)-1), timeout, func() bool {
+		for seq := uint64(0); seq < n; seq++ {
+			if _, ok := s.audit[seq]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Audit returns the audit payloads of seq 0..n-1 (nil where one is missing).
+func (s *Subscriber) Audit(n uint64) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([][]byte, n)
+	for seq := range out {
+		out[seq] = s.audit[uint64(seq)]
+	}
+	return out
+}
+
+// CheckArrivalOrder fails the test unless, duplicates aside, the seqs
+// arrived in order.
+func (s *Subscriber) CheckArrivalOrder() {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := uint64(0)
+	for _, seq := range s.order {
+		switch {
+		case seq == next:
+			next++
+		case seq > next:
+			s.tb.Fatalf("seq %d arrived before seq %d", seq, next)
+		}
+	}
+}
+
+// WaitTopic waits for at least n messages on a topic below the prefix and
+// returns them all.
+func (s *Subscriber) WaitTopic(topic string, n int) [][]byte {
+	s.tb.Helper()
+	var msgs [][]byte
+	s.waitFor(fmt.Sprintf("%d messages on …/%s", n, topic), 15*time.Second, func() bool {
+		msgs = append([][]byte(nil), s.topics[topic]...)
+		return len(msgs) >= n
+	})
+	return msgs
+}
+
+// Publish sends a QoS 1 message to a topic below the prefix.
+func (s *Subscriber) Publish(topic string, payload []byte) {
+	s.tb.Helper()
+	if tok := s.c.Publish(s.prefix+"/"+topic, 1, false, payload); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+		s.tb.Fatal(tok.Error())
+	}
+}
+
+// waitFor polls cond, under the lock, until it holds or timeout passes.
+func (s *Subscriber) waitFor(what string, timeout time.Duration, cond func() bool) {
+	s.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		ok := cond()
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("waited %v for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
