@@ -143,7 +143,6 @@ func TestOutboxAcrossBrokerRestart(t *testing.T) {
 	}
 }
 
-
 // A restarted agent continues the log: seq without gap, the new events
 // chained to the old, and the old undelivered events published.
 func TestRestartContinuesLog(t *testing.T) {

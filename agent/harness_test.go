@@ -369,4 +369,3 @@ func dump(evs []store.Event) string {
 	}
 	return b.String()
 }
-
