@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -98,7 +99,7 @@ func (tx *Tx) Append(ev *Event) error {
 	ev.Time = tx.db.Now().UTC().Truncate(time.Millisecond)
 	ev.Site = tx.db.Site
 	ev.Camera = tx.db.Camera
-	leaf, err := json.Marshal(ev)
+	leaf, err := eventJSON(ev)
 	if err != nil {
 		return fmt.Errorf("append event %s: %w", ev.Type, err)
 	}
@@ -129,6 +130,37 @@ func (tx *Tx) Append(ev *Event) error {
 		return fmt.Errorf("append event: %w", err)
 	}
 	return nil
+}
+
+// eventJSON returns ev's JSON in the one form VerifyLog accepts, that of an
+// Event whose detail holds nothing but JSON values: encoding ev, decoding it
+// and encoding it again sorts the keys of structs in the detail, as those of
+// maps are, and leaves numbers as written.
+func eventJSON(ev *Event) ([]byte, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	norm, err := decodeEvent(b)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(norm)
+}
+
+// decodeEvent decodes one event, numbers in the detail kept as written.
+func decodeEvent(b []byte) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var ev Event
+	if err := dec.Decode(&ev); err != nil {
+		return nil, err
+	}
+	if dec.InputOffset() != int64(len(b)) {
+		return nil, errors.New("data after the event")
+	}
+	return &ev, nil
 }
 
 // loadTree returns the compact range of the whole log as it stands in the

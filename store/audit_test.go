@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,34 @@ func TestAppend(t *testing.T) {
 		want = strings.Replace(want, `"record":"",`, "", 1) // omitted when empty
 		if len(got) != 1 || string(got[0]) != want {
 			t.Errorf("stored event:\n got %s\nwant %s", got, want)
+		}
+	})
+
+	t.Run("DetailOfAnyShape", func(t *testing.T) {
+		// Whatever the detail holds, the stored event is in the one form
+		// VerifyLog accepts (the end-of-test check verifies the log).
+		db, _ := MustOpenDB(t)
+		type box struct{ Y, X int } // fields not in key order
+		ev := &store.Event{Type: store.EventCaptureSaved, Detail: map[string]any{
+			"box":     box{Y: 2, X: 1},
+			"score":   0.9300000000000001,
+			"big":     uint64(1<<63 + 1),
+			"at":      epoch,
+			"text":    "<é & \u00e9>\n\"",
+			"nested":  map[string]any{"b": []any{1, "two", nil, true}, "a": struct{}{}},
+			"bytes":   []byte{0xff, 0xd8},
+			"invalid": "\xff",
+		}}
+		MustUpdate(t, db, func(tx *store.Tx) error { return tx.Append(ev) })
+		var got struct{ Detail map[string]any }
+		if err := json.Unmarshal(MustEvents(t, db, 0, 1)[0], &got); err != nil {
+			t.Fatal(err)
+		}
+		if b := got.Detail["box"]; !reflect.DeepEqual(b, map[string]any{"X": 1.0, "Y": 2.0}) {
+			t.Errorf("detail box %v", b)
+		}
+		if s := got.Detail["text"]; s != "<é & \u00e9>\n\"" {
+			t.Errorf("detail text %q", s)
 		}
 	})
 

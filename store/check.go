@@ -117,17 +117,8 @@ func (tx *Tx) checkRecords() []error {
 			}
 		}
 		subjects[r.Subject] = true
-		key, err := tx.dataKey(r.Subject, false)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("record %s: %w", k, err))
-			return nil
-		}
-		aead, err := newAEAD(key)
-		if err != nil {
-			return err
-		}
-		if _, err := aead.Open(nil, nil, tx.bucket(bucketImages).Get(k), k); err != nil {
-			errs = append(errs, fmt.Errorf("record %s: image does not decrypt: %w", k, err))
+		if _, err := tx.openImage(r); err != nil {
+			errs = append(errs, fmt.Errorf("record %s: image: %w", k, err))
 		}
 		return nil
 	})

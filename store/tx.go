@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -37,34 +38,33 @@ func (tx *Tx) PutRecord(rec *Record, image []byte) error {
 	if rec.Camera == "" {
 		rec.Camera = tx.db.Camera
 	}
-	if err := rec.validate(); err != nil {
-		return fmt.Errorf("put record: %w", err)
-	}
-	if len(image) == 0 {
-		return errors.New("put record: empty image")
-	}
-	records := tx.bucket(bucketRecords)
-	if records.Get([]byte(rec.ID)) != nil {
-		return fmt.Errorf("put record %s: %w", rec.ID, ErrExists)
-	}
-	key, err := tx.dataKey(rec.Subject, true)
-	if err != nil {
-		return fmt.Errorf("put record %s: %w", rec.ID, err)
-	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return fmt.Errorf("put record %s: %w", rec.ID, err)
-	}
-	if err := tx.bucket(bucketImages).Put([]byte(rec.ID), aead.Seal(nil, nil, image, []byte(rec.ID))); err != nil {
-		return fmt.Errorf("put record %s: %w", rec.ID, err)
-	}
-	if err := tx.writeRecord(nil, rec); err != nil {
-		return fmt.Errorf("put record %s: %w", rec.ID, err)
-	}
-	if err := addUint64(tx.bucket(bucketMeta), metaRecords, 1); err != nil {
+	if err := tx.putRecord(rec, image); err != nil {
 		return fmt.Errorf("put record %s: %w", rec.ID, err)
 	}
 	return nil
+}
+
+func (tx *Tx) putRecord(rec *Record, image []byte) error {
+	if err := rec.validate(); err != nil {
+		return err
+	}
+	if len(image) == 0 {
+		return errors.New("empty image")
+	}
+	if tx.bucket(bucketRecords).Get([]byte(rec.ID)) != nil {
+		return ErrExists
+	}
+	aead, err := tx.subjectAEAD(rec.Subject, true)
+	if err != nil {
+		return err
+	}
+	if err := tx.bucket(bucketImages).Put([]byte(rec.ID), aead.Seal(nil, nil, image, []byte(rec.ID))); err != nil {
+		return err
+	}
+	if err := tx.writeRecord(nil, rec); err != nil {
+		return err
+	}
+	return addUint64(tx.bucket(bucketMeta), metaRecords, 1)
 }
 
 // writeRecord stores rec and brings the index entries from those of old
@@ -121,33 +121,33 @@ func (tx *Tx) reindex(old, rec *Record) error {
 	return nil
 }
 
-// dataKey returns the subject's data key, creating it when create is set.
-func (tx *Tx) dataKey(subject string, create bool) ([]byte, error) {
-	if k, ok := tx.dataKeys[subject]; ok {
-		return k, nil
-	}
-	keys := tx.bucket(bucketKeys)
-	var key []byte
-	if wrapped := keys.Get([]byte(subject)); wrapped != nil {
-		var err error
-		if key, err = tx.db.master.Open(nil, nil, wrapped, []byte(subject)); err != nil {
-			return nil, fmt.Errorf("unwrap data key of subject %s: %w", subject, err)
+// subjectAEAD returns the cipher of the subject's data key, creating the key
+// when create is set.
+func (tx *Tx) subjectAEAD(subject string, create bool) (cipher.AEAD, error) {
+	key, ok := tx.dataKeys[subject]
+	if !ok {
+		keys := tx.bucket(bucketKeys)
+		if wrapped := keys.Get([]byte(subject)); wrapped != nil {
+			var err error
+			if key, err = tx.db.master.Open(nil, nil, wrapped, []byte(subject)); err != nil {
+				return nil, fmt.Errorf("unwrap data key of subject %s: %w", subject, err)
+			}
+		} else {
+			if !create {
+				return nil, fmt.Errorf("data key of subject %s: %w", subject, ErrNotFound)
+			}
+			key = make([]byte, 32)
+			rand.Read(key)
+			if err := keys.Put([]byte(subject), tx.db.master.Seal(nil, nil, key, []byte(subject))); err != nil {
+				return nil, err
+			}
 		}
-	} else {
-		if !create {
-			return nil, fmt.Errorf("data key of subject %s: %w", subject, ErrNotFound)
+		if tx.dataKeys == nil {
+			tx.dataKeys = make(map[string][]byte)
 		}
-		key = make([]byte, 32)
-		rand.Read(key)
-		if err := keys.Put([]byte(subject), tx.db.master.Seal(nil, nil, key, []byte(subject))); err != nil {
-			return nil, err
-		}
+		tx.dataKeys[subject] = key
 	}
-	if tx.dataKeys == nil {
-		tx.dataKeys = make(map[string][]byte)
-	}
-	tx.dataKeys[subject] = key
-	return key, nil
+	return newAEAD(key)
 }
 
 // Record returns the record with that id, without its image.
@@ -194,25 +194,28 @@ func (tx *Tx) Image(id, purpose string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, ok := r.tag(purpose)
-	if !ok || !tx.db.Now().Before(t.Expires) {
+	if t, ok := r.tag(purpose); !ok || !tx.db.Now().Before(t.Expires) {
 		return nil, fmt.Errorf("image of record %s for %s: %w", id, purpose, ErrPurpose)
 	}
-	key, err := tx.dataKey(r.Subject, false)
+	img, err := tx.openImage(r)
 	if err != nil {
 		return nil, fmt.Errorf("image of record %s: %w", id, err)
 	}
-	aead, err := newAEAD(key)
+	return img, nil
+}
+
+func (tx *Tx) openImage(r *Record) ([]byte, error) {
+	aead, err := tx.subjectAEAD(r.Subject, false)
 	if err != nil {
-		return nil, fmt.Errorf("image of record %s: %w", id, err)
+		return nil, err
 	}
-	sealed := tx.bucket(bucketImages).Get([]byte(id))
+	sealed := tx.bucket(bucketImages).Get([]byte(r.ID))
 	if sealed == nil {
-		return nil, fmt.Errorf("image of record %s: %w", id, ErrNotFound)
+		return nil, ErrNotFound
 	}
-	img, err := aead.Open(nil, nil, sealed, []byte(id))
+	img, err := aead.Open(nil, nil, sealed, []byte(r.ID))
 	if err != nil {
-		return nil, fmt.Errorf("image of record %s: decrypt: %w", id, err)
+		return nil, fmt.Errorf("decrypt: %w", err)
 	}
 	return img, nil
 }

@@ -237,15 +237,9 @@ func parseEvent(b []byte) (*Event, error) {
 	if len(b) == 0 {
 		return nil, errors.New("empty line")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	var ev Event
-	if err := dec.Decode(&ev); err != nil {
+	ev, err := decodeEvent(b)
+	if err != nil {
 		return nil, fmt.Errorf("not an event: %v", err)
-	}
-	if dec.InputOffset() != int64(len(b)) {
-		return nil, errors.New("data after the event")
 	}
 	switch {
 	case !slices.Contains(eventTypes, ev.Type):
@@ -258,9 +252,9 @@ func parseEvent(b []byte) (*Event, error) {
 	if _, offset := ev.Time.Zone(); offset != 0 {
 		return nil, errors.New("time not in UTC")
 	}
-	canonical, err := json.Marshal(&ev)
+	canonical, err := json.Marshal(ev)
 	if err != nil || !bytes.Equal(canonical, b) {
 		return nil, errors.New("not in the form consentcam writes (fields, order, escaping or spacing differ)")
 	}
-	return &ev, nil
+	return ev, nil
 }
