@@ -82,17 +82,24 @@ var (
 // Merkle log and queues it in the outbox. If the transaction does not
 // commit, neither does the event (and ev's Seq means nothing).
 func (tx *Tx) Append(ev *Event) error {
+	if err := tx.append(ev); err != nil {
+		return fmt.Errorf("append %s event: %w", ev.Type, err)
+	}
+	return nil
+}
+
+func (tx *Tx) append(ev *Event) error {
 	if !slices.Contains(eventTypes, ev.Type) {
-		return fmt.Errorf("append event: unknown type %q", ev.Type)
+		return errors.New("unknown type")
 	}
 	tree, err := tx.loadTree()
 	if err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
 	seq := tree.End()
 	if ev.Type == EventCheckpoint {
 		if err := checkCheckpointEvent(ev, tree); err != nil {
-			return fmt.Errorf("append event: %w", err)
+			return err
 		}
 	}
 	ev.Seq = seq
@@ -101,11 +108,11 @@ func (tx *Tx) Append(ev *Event) error {
 	ev.Camera = tx.db.Camera
 	leaf, err := eventJSON(ev)
 	if err != nil {
-		return fmt.Errorf("append event %s: %w", ev.Type, err)
+		return err
 	}
 	key := encodeUint64(seq)
 	if err := tx.bucket(bucketEvents).Put(key, leaf); err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
 	nodes := tx.bucket(bucketNodes)
 	var putErr error
@@ -114,22 +121,19 @@ func (tx *Tx) Append(ev *Event) error {
 			putErr = nodes.Put(nodeKey(id), hash)
 		}
 	}); err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
 	if putErr != nil {
-		return fmt.Errorf("append event: %w", putErr)
+		return putErr
 	}
 	meta := tx.bucket(bucketMeta)
 	if err := meta.Put(metaSize, encodeUint64(tree.End())); err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
 	if err := tx.bucket(bucketOutbox).Put(key, nil); err != nil {
-		return fmt.Errorf("append event: %w", err)
+		return err
 	}
-	if err := addUint64(meta, metaPending, 1); err != nil {
-		return fmt.Errorf("append event: %w", err)
-	}
-	return nil
+	return addUint64(meta, metaPending, 1)
 }
 
 // eventJSON returns ev's JSON in the one form VerifyLog accepts, that of an
@@ -332,29 +336,32 @@ func Origin(site, camera string) string { return "consentcam/" + site + "/" + ca
 // (NewCheckpointSigner). Append c.Event() after it so that the log carries
 // its checkpoints.
 func (tx *Tx) Checkpoint(origin string, s note.Signer) (Checkpoint, error) {
-	if origin == "" || strings.ContainsAny(origin, "\n") {
-		return Checkpoint{}, fmt.Errorf("checkpoint: bad origin %q", origin)
-	}
-	if s.Name() != origin {
-		return Checkpoint{}, fmt.Errorf("checkpoint: signer %q is not named after origin %q", s.Name(), origin)
-	}
-	tree, err := tx.loadTree()
+	c, err := tx.checkpoint(origin, s)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
-	}
-	root, err := rootOf(tree)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
-	}
-	c := Checkpoint{Origin: origin, Size: tree.End(), Root: root}
-	c.Note, err = note.Sign(&note.Note{Text: checkpointBody(origin, c.Size, root)}, s)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint: sign: %w", err)
-	}
-	if err := tx.bucket(bucketMeta).Put(metaCheckpoint, c.Note); err != nil {
 		return Checkpoint{}, fmt.Errorf("checkpoint: %w", err)
 	}
 	return c, nil
+}
+
+func (tx *Tx) checkpoint(origin string, s note.Signer) (Checkpoint, error) {
+	if origin == "" || strings.Contains(origin, "\n") {
+		return Checkpoint{}, fmt.Errorf("bad origin %q", origin)
+	}
+	if s.Name() != origin {
+		return Checkpoint{}, fmt.Errorf("signer %q is not named after origin %q", s.Name(), origin)
+	}
+	tree, err := tx.loadTree()
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c := Checkpoint{Origin: origin, Size: tree.End()}
+	if c.Root, err = rootOf(tree); err != nil {
+		return Checkpoint{}, err
+	}
+	if c.Note, err = note.Sign(&note.Note{Text: checkpointBody(origin, c.Size, c.Root)}, s); err != nil {
+		return Checkpoint{}, fmt.Errorf("sign: %w", err)
+	}
+	return c, tx.bucket(bucketMeta).Put(metaCheckpoint, c.Note)
 }
 
 // Event returns the checkpoint event that carries c in the log: detail

@@ -5,4 +5,8 @@
 //
 // It must never hold a plaintext image on disk, and every state change commits
 // in the same transaction as the audit events that describe it.
+//
+// Erasing deletes; Compact then rewrites the file so that no freed page keeps
+// the erased bytes. VerifyLog, which needs no store, is what an auditor runs
+// on a pulled log.
 package store

@@ -56,12 +56,6 @@ const (
 	maxTags    = 64
 )
 
-// Times a record may carry: what a key of nanoseconds since 1970 holds.
-var (
-	minRecordTime = minKeyTime
-	maxRecordTime = maxKeyTime
-)
-
 // validate checks what PutRecord stores and what decodeRecord returns.
 func (r *Record) validate() error {
 	for _, f := range []struct {
@@ -121,8 +115,9 @@ func checkString(name, v string, max int) error {
 	return nil
 }
 
+// checkTime accepts the times a key of nanoseconds since 1970 holds.
 func checkTime(name string, t time.Time) error {
-	if t.Before(minRecordTime) || t.After(maxRecordTime) {
+	if t.Before(minKeyTime) || t.After(maxKeyTime) {
 		return fmt.Errorf("%s %v: out of range", name, t)
 	}
 	return nil

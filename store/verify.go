@@ -79,7 +79,8 @@ const maxLine = 1 << 20
 // pub for the log's origin and states the size (its own seq) and root of the
 // events before it. When checkpoint is not nil, it must be a note signed by
 // pub for the log's origin whose root is that of the first size events, and
-// the log must have at least that many. Errors are *LogError.
+// the log must have at least that many. Every failure of the log or the
+// checkpoint is a *LogError; other errors are of the reader or of pub.
 func VerifyLog(events io.Reader, checkpoint []byte, pub ed25519.PublicKey) (*LogReport, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("verify log: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
