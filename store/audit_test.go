@@ -375,6 +375,9 @@ func TestCheckpoint(t *testing.T) {
 		if got, err := db.LatestCheckpoint(); err != nil || !bytes.Equal(got, first.Note) {
 			t.Errorf("LatestCheckpoint after rollback is not the first one (%v)", err)
 		}
+		if got := db.Size(); got != 1 {
+			t.Errorf("Size = %d after a rolled-back checkpoint, want 1", got)
+		}
 	})
 
 	t.Run("SignerNotOfOrigin", func(t *testing.T) {

@@ -14,7 +14,8 @@ import (
 // with what they count; every record decodes, has its image (which decrypts
 // under its subject's key) and exactly its index entries; no data key
 // outlives its subject's records; spent token ids and their index agree. It
-// reads the whole file: for tests and repair, not for the daemon's hot path.
+// reads the whole file: for tests and inspections, not for the daemon's hot
+// path.
 func (db *DB) Check() error {
 	// bbolt's check reads the freelist, which only a writable transaction
 	// keeps from concurrent writers.
