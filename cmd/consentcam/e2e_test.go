@@ -1,0 +1,375 @@
+package main
+
+// End-to-end tests: the real consentcam binary (this test binary, re-executed
+// as `consentcam run`), a real Mosquitto on a loopback port, real keys and
+// tokens, real OpenCV with YuNet on generated scenario clips, a real bbolt
+// file. Nothing is replaced.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/capture/opencv/opencvtest"
+	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/internal/testenv"
+	"github.com/consentcam/consentcam/store"
+)
+
+// mainEnv makes the test binary run main() instead of the tests.
+const mainEnv = "CONSENTCAM_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	e2eSite   = "office-07"
+	e2eCamera = "entrance-1"
+	e2ePrefix = "consentcam/v1/office-07/entrance-1"
+)
+
+// box is a consentcam installation: keys, configuration, state directory,
+// a broker, and the daemon running as a child process.
+type box struct {
+	t        testing.TB
+	dir      string
+	keys     string
+	config   string
+	state    string
+	broker   *testenv.Mosquitto
+	sub      *testenv.Subscriber
+	httpAddr string
+	tokens   map[string]string // role → bearer token
+
+	issuer   ed25519.PrivateKey
+	operator ed25519.PrivateKey
+	device   ed25519.PublicKey
+	notice   string // hash
+
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	exited chan error
+	logs   bytes.Buffer
+}
+
+type boxConfig struct {
+	scene  string        // scenario clip the camera shows
+	window time.Duration // capture.window
+}
+
+// newBox writes keys and a configuration for a clip of the scene, starts a
+// broker and a subscriber, and starts the daemon.
+func newBox(t testing.TB, bc boxConfig) *box {
+	t.Helper()
+	model := testenv.Model(t, "yunet_320x320.onnx")
+	b := &box{t: t, dir: t.TempDir(), tokens: map[string]string{
+		agent.RoleAuditor:  "auditor-token-0123456789abcdef",
+		agent.RoleOperator: "operator-token-0123456789abcdef",
+		agent.RoleKiosk:    "kiosk-token-0123456789abcdef",
+	}}
+	b.keys = filepath.Join(b.dir, "keys")
+	b.state = filepath.Join(b.dir, "state")
+	if out, err := runMain(t, "keys", "gen", "--dir", b.keys); err != nil {
+		t.Fatalf("keys gen: %v\n%s", err, out)
+	}
+	var err error
+	for _, k := range []struct {
+		name string
+		dst  *ed25519.PrivateKey
+	}{{"issuer.key", &b.issuer}, {"operator.key", &b.operator}} {
+		if *k.dst, err = consent.ReadPrivateKey(filepath.Join(b.keys, k.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.device, err = consent.ReadPublicKey(filepath.Join(b.keys, "device.pub")); err != nil {
+		t.Fatal(err)
+	}
+	var tokenLines []string
+	for role, tok := range b.tokens {
+		path := filepath.Join(b.keys, role+".token")
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tokenLines = append(tokenLines, fmt.Sprintf("    - {role: %s, token_file: %s}", role, path))
+	}
+
+	scene := opencvtest.SceneNamed(t, bc.scene)
+	clip := scene.WriteClip(t, b.dir)
+	b.broker = testenv.StartMosquitto(t)
+	b.httpAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if bc.window == 0 {
+		bc.window = 3 * time.Second
+	}
+	cfg := fmt.Sprintf(`site: %s
+camera: %s
+state_dir: %s
+source: {url: %s, realtime: true, loop: true}
+capture: {detector: yunet, model: %s, window: %s, detect_fps: 10}
+keys: {master: %s/master.key, device: %s/device.key}
+issuers: [{kid: kiosk-1, public_key: %s/issuer.pub}]
+operators: [{kid: ops-1, public_key: %s/operator.pub}]
+notice: {controller: Example Realty Ltd., contact: privacy@example.com, withdraw: Ask the front desk.}
+purposes:
+  - {id: channel-attribution, description: Tell which sales channel brought you, retention: 720h}
+  - {id: entry-security, description: Keep the entrance safe, retention: 2s}
+mqtt: {url: %s}
+http:
+  listen: %s
+  tokens:
+%s
+retention: {sweep_interval: 300ms}
+audit: {checkpoint_interval: 2s}
+store: {compact_interval: 1s}
+`, e2eSite, e2eCamera, b.state, clip, model, bc.window, b.keys, b.keys, b.keys, b.keys,
+		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"))
+	b.config = filepath.Join(b.dir, "consentcam.yaml")
+	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runMain(t, "notice", "--config", b.config, "--hash")
+	if err != nil {
+		t.Fatalf("notice --hash: %v", err)
+	}
+	b.notice = strings.TrimSpace(out)
+
+	b.sub = testenv.Subscribe(t, b.broker, "auditor-sub", e2ePrefix)
+	b.start()
+	t.Cleanup(func() {
+		b.stop(syscall.SIGTERM)
+		if t.Failed() {
+			b.mu.Lock()
+			t.Logf("consentcam log:\n%s", b.logs.String())
+			b.mu.Unlock()
+		}
+	})
+	return b
+}
+
+// runMain runs a consentcam command in-process and returns its output.
+func runMain(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	err := m.Run(context.Background(), args)
+	return out.String(), err
+}
+
+type lockedBuffer struct{ b *box }
+
+func (w lockedBuffer) Write(p []byte) (int, error) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	return w.b.logs.Write(p)
+}
+
+// start runs `consentcam run --config` as a child process and waits until
+// its HTTP server answers and it says online over MQTT.
+func (b *box) start() {
+	b.t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "--config", b.config, "--log-level", "debug")
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	cmd.Stdout, cmd.Stderr = lockedBuffer{b}, lockedBuffer{b}
+	if err := cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	b.mu.Lock()
+	b.proc, b.exited = cmd, exited
+	b.mu.Unlock()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + b.httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			b.mu.Lock()
+			b.proc = nil
+			b.mu.Unlock()
+			b.t.Fatalf("consentcam run exited at start: %v\n%s", err, b.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("consentcam not answering on %s after 30s", b.httpAddr)
+		}
+	}
+	b.sub.WaitOnline()
+}
+
+// stop sends sig to the daemon and waits for it to exit; it returns the
+// exit code.
+func (b *box) stop(sig syscall.Signal) int {
+	b.t.Helper()
+	b.mu.Lock()
+	cmd, exited := b.proc, b.exited
+	b.proc = nil
+	b.mu.Unlock()
+	if cmd == nil {
+		return -1
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		b.t.Errorf("consentcam did not exit within 30s of %v", sig)
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// get sends an HTTP GET with the bearer token of role ("" for none).
+func (b *box) get(path, role string) (int, []byte) {
+	b.t.Helper()
+	req, err := http.NewRequest("GET", "http://"+b.httpAddr+path, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if role != "" {
+		req.Header.Set("Authorization", "Bearer "+b.tokens[role])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// metric reads one value from /metrics.
+func (b *box) metric(name string) float64 {
+	b.t.Helper()
+	_, body := b.get("/metrics", "")
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	b.t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// consentToken signs a consent token as the kiosk would, through the CLI.
+func (b *box) consentToken(visit, subject string, purposes ...string) []byte {
+	b.t.Helper()
+	args := []string{"token", "consent", "--key", filepath.Join(b.keys, "issuer.key"), "--kid", "kiosk-1",
+		"--site", e2eSite, "--camera", e2eCamera, "--visit", visit, "--subject", subject, "--notice", b.notice}
+	for _, p := range purposes {
+		args = append(args, "--purpose", p)
+	}
+	out, err := runMain(b.t, args...)
+	if err != nil {
+		b.t.Fatalf("token consent: %v\n%s", err, out)
+	}
+	return []byte(strings.TrimSpace(out))
+}
+
+// revokeToken signs a revoke command through the CLI.
+func (b *box) revokeToken(flag, value string) []byte {
+	b.t.Helper()
+	out, err := runMain(b.t, "token", "revoke", "--key", filepath.Join(b.keys, "operator.key"), "--kid", "ops-1",
+		"--site", e2eSite, "--camera", e2eCamera, "--"+flag, value, "--reason", "visitor withdrew")
+	if err != nil {
+		b.t.Fatalf("token revoke: %v\n%s", err, out)
+	}
+	return []byte(strings.TrimSpace(out))
+}
+
+// events pulls the whole log over HTTP, as an auditor.
+func (b *box) events() []store.Event {
+	b.t.Helper()
+	code, body := b.get("/v1/audit?limit=10000", agent.RoleAuditor)
+	if code != 200 {
+		b.t.Fatalf("GET /v1/audit: %d %s", code, body)
+	}
+	var evs []store.Event
+	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+		var ev store.Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			b.t.Fatalf("audit line %q: %v", line, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// waitEvent waits until the bus has delivered an event matching want.
+func (b *box) waitEvent(what string, want func(store.Event) bool) store.Event {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := uint64(0)
+		for _, raw := range b.sub.Audit(1 << 16) {
+			if raw == nil {
+				continue
+			}
+			n++
+			var ev store.Event
+			if err := json.Unmarshal(raw, &ev); err == nil && want(ev) {
+				return ev
+			}
+		}
+		if time.Now().After(deadline) {
+			var log strings.Builder
+			for _, ev := range b.events() {
+				fmt.Fprintf(&log, "  %d %s visit=%s reason=%s\n", ev.Seq, ev.Type, ev.Visit, ev.Reason)
+			}
+			b.t.Fatalf("no %s on …/audit after 30s (%d events arrived); log:\n%s", what, n, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func eventOf(typ, visit string) func(store.Event) bool {
+	return func(ev store.Event) bool { return ev.Type == typ && (visit == "" || ev.Visit == visit) }
+}
+
+// noJPEGInState fails if any file under the state directory holds a JPEG
+// header: no picture may be on disk in plain text.
+func (b *box) noJPEGInState() {
+	b.t.Helper()
+	filepath.Walk(b.state, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			b.t.Error(err)
+			return nil
+		}
+		if bytes.Contains(data, []byte{0xFF, 0xD8, 0xFF}) {
+			b.t.Errorf("%s holds a JPEG header", path)
+		}
+		return nil
+	})
+}
