@@ -71,8 +71,9 @@ type box struct {
 }
 
 type boxConfig struct {
-	scene  string        // scenario clip the camera shows
-	window time.Duration // capture.window
+	scene     string        // scenario clip the camera shows
+	window    time.Duration // capture.window (default 3s)
+	detectFPS int           // capture.detect_fps (default 10)
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -118,11 +119,14 @@ func newBox(t testing.TB, bc boxConfig) *box {
 	if bc.window == 0 {
 		bc.window = 3 * time.Second
 	}
+	if bc.detectFPS == 0 {
+		bc.detectFPS = 10
+	}
 	cfg := fmt.Sprintf(`site: %s
 camera: %s
 state_dir: %s
 source: {url: %s, realtime: true, loop: true}
-capture: {detector: yunet, model: %s, window: %s, detect_fps: 10}
+capture: {detector: yunet, model: %s, window: %s, detect_fps: %d}
 keys: {master: %s/master.key, device: %s/device.key}
 issuers: [{kid: kiosk-1, public_key: %s/issuer.pub}]
 operators: [{kid: ops-1, public_key: %s/operator.pub}]
@@ -138,7 +142,7 @@ http:
 retention: {sweep_interval: 300ms}
 audit: {checkpoint_interval: 2s}
 store: {compact_interval: 1s}
-`, e2eSite, e2eCamera, b.state, clip, model, bc.window, b.keys, b.keys, b.keys, b.keys,
+`, e2eSite, e2eCamera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
 		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"))
 	b.config = filepath.Join(b.dir, "consentcam.yaml")
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {

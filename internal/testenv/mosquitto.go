@@ -43,6 +43,7 @@ persistence_location %s/
 autosave_interval 1
 max_queued_messages 0
 max_inflight_messages 0
+set_tcp_nodelay true
 user %s
 `, m.port, m.dir, currentUser())
 	for _, l := range extra {

@@ -21,17 +21,20 @@ type Subscriber struct {
 	c      mqtt.Client
 	prefix string
 
-	mu     sync.Mutex
-	audit  map[uint64][]byte // …/audit payloads by seq
-	order  []uint64          // seqs in arrival order, duplicates included
-	topics map[string][][]byte
+	mu      sync.Mutex
+	audit   map[uint64][]byte    // …/audit payloads by seq
+	arrived map[uint64]time.Time // first arrival of each seq
+	order   []uint64             // seqs in arrival order, duplicates included
+	topics  map[string][][]byte
+	times   map[string][]time.Time // arrival of each message of topics
 }
 
 // Subscribe connects to the broker as client id and subscribes to prefix/#
 // with QoS 1. It disconnects when the test ends.
 func Subscribe(tb testing.TB, b *Mosquitto, id, prefix string) *Subscriber {
 	tb.Helper()
-	s := &Subscriber{tb: tb, prefix: prefix, audit: map[uint64][]byte{}, topics: map[string][][]byte{}}
+	s := &Subscriber{tb: tb, prefix: prefix, audit: map[uint64][]byte{}, arrived: map[uint64]time.Time{},
+		topics: map[string][][]byte{}, times: map[string][]time.Time{}}
 	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(id).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(500 * time.Millisecond).
@@ -48,10 +51,12 @@ func Subscribe(tb testing.TB, b *Mosquitto, id, prefix string) *Subscriber {
 }
 
 func (s *Subscriber) handle(_ mqtt.Client, m mqtt.Message) {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	topic := strings.TrimPrefix(m.Topic(), s.prefix+"/")
 	s.topics[topic] = append(s.topics[topic], m.Payload())
+	s.times[topic] = append(s.times[topic], now)
 	if topic != "audit" {
 		return
 	}
@@ -63,6 +68,9 @@ func (s *Subscriber) handle(_ mqtt.Client, m mqtt.Message) {
 	s.order = append(s.order, ev.Seq)
 	if old, ok := s.audit[ev.Seq]; ok && !bytes.Equal(old, m.Payload()) {
 		s.tb.Errorf("seq %d published twice with different bytes:\n%s\n%s", ev.Seq, old, m.Payload())
+	}
+	if _, ok := s.arrived[ev.Seq]; !ok {
+		s.arrived[ev.Seq] = now
 	}
 	s.audit[ev.Seq] = m.Payload()
 }
@@ -98,6 +106,20 @@ func (s *Subscriber) Audit(n uint64) [][]byte {
 		out[seq] = s.audit[uint64(seq)]
 	}
 	return out
+}
+
+// Arrived is when seq first arrived on …/audit (zero if it has not).
+func (s *Subscriber) Arrived(seq uint64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrived[seq]
+}
+
+// TopicTimes returns when each message on a topic below the prefix arrived.
+func (s *Subscriber) TopicTimes(topic string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.times[topic]...)
 }
 
 // CheckArrivalOrder fails the test unless, duplicates aside, the seqs
