@@ -79,6 +79,9 @@ type Agent struct {
 	// BestOf is how many qualifying frames a window collects before it saves
 	// the best of them and closes (it saves earlier when the window ends).
 	BestOf int
+	// ClockSkew is added to a token's expiry for as long as its id is kept
+	// to refuse replays: the verifier accepts it that long.
+	ClockSkew time.Duration
 
 	SweepInterval      time.Duration
 	CheckpointInterval time.Duration
@@ -108,6 +111,7 @@ type Agent struct {
 	// compactDue is set when records were deleted since the last compaction.
 	compactDue atomic.Bool
 
+	opened    bool
 	ctx       context.Context
 	cancel    context.CancelFunc
 	loopsDone sync.WaitGroup // the frame reader and the control loop
@@ -124,6 +128,7 @@ func New() *Agent {
 		Window:             20 * time.Second,
 		DetectFPS:          5,
 		BestOf:             3,
+		ClockSkew:          30 * time.Second,
 		SweepInterval:      time.Minute,
 		CheckpointInterval: time.Minute,
 		CompactInterval:    10 * time.Minute,
@@ -151,7 +156,7 @@ func (a *Agent) Origin() string { return store.Origin(a.Site, a.Camera) }
 // the HTTP server.
 func (a *Agent) Open(ctx context.Context) error {
 	switch {
-	case a.cancel != nil:
+	case a.opened:
 		return errors.New("agent: already opened; make a new one")
 	case a.Store == nil:
 		return errors.New("agent: no store")
@@ -166,6 +171,7 @@ func (a *Agent) Open(ctx context.Context) error {
 	case len(a.Purposes) == 0:
 		return errors.New("agent: no purposes")
 	}
+	a.opened = true
 	signer, err := store.NewCheckpointSigner(a.Origin(), a.DeviceKey)
 	if err != nil {
 		return fmt.Errorf("checkpoint signer: %w", err)
@@ -176,29 +182,15 @@ func (a *Agent) Open(ctx context.Context) error {
 	a.revokes = make(chan revokeRequest)
 	a.frames = make(chan capture.Frame)
 	a.kick = make(chan struct{}, 1)
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-
-	if err := a.append(&store.Event{
-		Type:   store.EventAgentStarted,
-		Actor:  actorAgent,
-		Detail: map[string]any{"version": a.Version, "detector": a.Detector.Name()},
-	}, &store.Event{
-		Type:   store.EventNoticePublished,
-		Actor:  actorAgent,
-		Detail: map[string]any{"hash": a.NoticeHash},
-	}); err != nil {
-		return err
-	}
-	if err := a.sweep(); err != nil {
-		return err
-	}
-	if _, err := a.checkpoint(); err != nil {
-		return err
-	}
-
 	if err := a.listenHTTP(); err != nil {
 		return err
 	}
+	if err := a.start(); err != nil {
+		a.listener.Close()
+		return err
+	}
+
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.mqtt = newMQTTClient(a)
 	pubCtx, pubCancel := context.WithCancel(context.Background())
 	a.pubCancel, a.pubDone = pubCancel, make(chan struct{})
@@ -220,6 +212,28 @@ func (a *Agent) Open(ctx context.Context) error {
 	return nil
 }
 
+// start records agent.started and the notice in force, sweeps what expired
+// while the agent was down, and signs a checkpoint.
+func (a *Agent) start() error {
+	err := a.append(&store.Event{
+		Type:   store.EventAgentStarted,
+		Actor:  actorAgent,
+		Detail: map[string]any{"version": a.Version, "detector": a.Detector.Name()},
+	}, &store.Event{
+		Type:   store.EventNoticePublished,
+		Actor:  actorAgent,
+		Detail: map[string]any{"hash": a.NoticeHash},
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.sweep(); err != nil {
+		return err
+	}
+	_, err = a.checkpoint()
+	return err
+}
+
 // Close stops capture (an open window closes without saving), records
 // agent.stopped and a final checkpoint, gives the outbox until ctx ends to
 // drain, publishes "stopped" and disconnects. It returns the first error.
@@ -230,7 +244,7 @@ func (a *Agent) Close(ctx context.Context) error {
 
 func (a *Agent) close(ctx context.Context) error {
 	if a.cancel == nil {
-		return nil // never opened
+		return nil // never opened, or Open failed
 	}
 	var errs []error
 	if a.server != nil {

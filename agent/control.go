@@ -145,7 +145,7 @@ func (c *control) accept(cs *consent.Consent) consentResult {
 		events = append(events, skipped)
 	}
 	err := a.update(func(tx *store.Tx) error {
-		return tx.Spend(cs.JTI, cs.Expires.Add(a.clockSkew()))
+		return tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew))
 	}, events...)
 	if errors.Is(err, store.ErrReplayed) {
 		rerr := &consent.Error{Reason: consent.ReasonReplayed, Err: err}
@@ -381,7 +381,7 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	revoked := &store.Event{Type: store.EventConsentRevoked, Subject: r.Subject, Visit: r.Visit, Reason: r.Reason, Actor: r.KeyID}
 	var erased []*store.Record
 	err := a.Store.Update(func(tx *store.Tx) error {
-		if err := tx.Spend(r.JTI, r.Expires.Add(a.clockSkew())); err != nil {
+		if err := tx.Spend(r.JTI, r.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
 		for _, ev := range events {
@@ -518,13 +518,6 @@ func (a *Agent) compact() error {
 	a.compactDue.Store(false)
 	return a.append(&store.Event{Type: store.EventStoreCompacted, Actor: actorAgent,
 		Detail: map[string]any{"bytes_before": stats.Before, "bytes_after": stats.After}})
-}
-
-func (a *Agent) clockSkew() time.Duration {
-	if v, ok := a.Verifier.(*consent.Verifier); ok {
-		return v.ClockSkew
-	}
-	return 30 * time.Second
 }
 
 // Consent verifies a consent token and, when it is valid, queues its visit

@@ -174,6 +174,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		MinScore: cfg.Capture.MinScore,
 	}
 	a.Window, a.DetectFPS = cfg.Capture.Window, cfg.Capture.DetectFPS
+	a.ClockSkew = cfg.Consent.ClockSkew
 	a.SweepInterval = cfg.Retention.SweepInterval
 	a.CheckpointInterval = cfg.Audit.CheckpointInterval
 	a.CompactInterval = cfg.Store.CompactInterval
