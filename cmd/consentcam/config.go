@@ -30,6 +30,7 @@ type Config struct {
 	Purposes  []PurposeConfig `yaml:"purposes"`
 	MQTT      MQTTConfig      `yaml:"mqtt"`
 	HTTP      HTTPConfig      `yaml:"http"`
+	Kiosk     KioskConfig     `yaml:"kiosk"`
 	Consent   struct {
 		ClockSkew time.Duration `yaml:"clock_skew"`
 	} `yaml:"consent"`
@@ -105,6 +106,14 @@ type MQTTConfig struct {
 type HTTPConfig struct {
 	Listen string     `yaml:"listen"`
 	Tokens []TokenRef `yaml:"tokens"`
+}
+
+// KioskConfig turns on the consent kiosk the agent serves (a tablet at the
+// front desk opens the box's page): the box then signs consent tokens
+// itself, as the issuer Issuer, with Key. Without Key the kiosk is off.
+type KioskConfig struct {
+	Issuer string `yaml:"issuer"` // the kid of one of issuers
+	Key    string `yaml:"key"`    // that issuer's private key, PKCS#8 PEM
 }
 
 // TokenRef is a bearer token file granting one role.
