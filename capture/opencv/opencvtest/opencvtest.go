@@ -141,25 +141,15 @@ func SceneNamed(tb testing.TB, name string) *Scene {
 func (s *Scene) WriteClip(tb testing.TB, dir string) string {
 	tb.Helper()
 	path := filepath.Join(dir, s.Name+".avi")
-	w, err := gocv.VideoWriterFile(path, "MJPG", FPS, Width, Height, true)
-	if err != nil {
-		tb.Fatalf("video writer: %v", err)
-	}
-	defer w.Close()
-	if !w.IsOpened() {
-		tb.Fatalf("video writer: cannot write %s as MJPG", path)
-	}
 	s.Truth = make([][]image.Rectangle, Frames)
-	frame := gocv.NewMatWithSize(Height, Width, gocv.MatTypeCV8UC3)
-	defer frame.Close()
-	for i := 0; i < Frames; i++ {
+	err := opencv.WriteClip(path, image.Pt(Width, Height), FPS, Frames, func(i int, frame *gocv.Mat) {
 		frame.SetTo(gocv.NewScalar(150, 160, 170, 0)) // a gray-beige wall
-		for _, f := range s.draw(i, &frame) {
+		for _, f := range s.draw(i, frame) {
 			s.Truth[i] = append(s.Truth[i], f.Intersect(image.Rect(0, 0, Width, Height)))
 		}
-		if err := w.Write(frame); err != nil {
-			tb.Fatalf("write frame %d: %v", i, err)
-		}
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
 	s.Path = path
 	return path
