@@ -6,7 +6,7 @@ import (
 	"image/jpeg"
 	"log/slog"
 	"net/http"
-	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
 )
 
@@ -151,14 +152,9 @@ func TestConsentCapture(t *testing.T) {
 	})
 
 	// The state directory never holds the picture in plain text.
+	_, img := r.do("GET", "/v1/records/"+rec.ID+"/image?purpose=channel-attribution", agent.RoleOperator, nil)
 	r.close()
-	raw, err := os.ReadFile(r.db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte{0xFF, 0xD8, 0xFF}) {
-		t.Error("the store file contains a JPEG header")
-	}
+	testenv.NoPlaintext(t, filepath.Dir(r.db.Path()), img)
 }
 
 // Frames with two faces in the zone never qualify: the window ends with

@@ -18,6 +18,7 @@ import (
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
 )
 
@@ -50,7 +51,7 @@ func TestE2EVisitor(t *testing.T) {
 		if len(entries) != 1 || entries[0].Name() != StoreFile {
 			t.Errorf("state dir holds %v, want only %s", entries, StoreFile)
 		}
-		b.noJPEGInState()
+		testenv.NoPlaintext(t, b.state)
 	})
 
 	t.Run("every refusal reason over MQTT", func(t *testing.T) {
@@ -95,7 +96,7 @@ func TestE2EVisitor(t *testing.T) {
 			t.Errorf("image for a purpose not consented: %d %s", code, body)
 		}
 		b.waitEvent("record.accessed", eventOf(store.EventRecordAccessed, "visit-1"))
-		b.noJPEGInState()
+		testenv.NoPlaintext(t, b.state, img)
 	})
 
 	t.Run("retention: a 2 s purpose expires by itself", func(t *testing.T) {
@@ -402,5 +403,5 @@ func TestE2ETwoPeople(t *testing.T) {
 	if n := b.metric("consentcam_records"); n != 0 {
 		t.Errorf("records = %v", n)
 	}
-	b.noJPEGInState()
+	testenv.NoPlaintext(t, b.state)
 }

@@ -357,23 +357,3 @@ func (b *box) waitEvent(what string, want func(store.Event) bool) store.Event {
 func eventOf(typ, visit string) func(store.Event) bool {
 	return func(ev store.Event) bool { return ev.Type == typ && (visit == "" || ev.Visit == visit) }
 }
-
-// noJPEGInState fails if any file under the state directory holds a JPEG
-// header: no picture may be on disk in plain text.
-func (b *box) noJPEGInState() {
-	b.t.Helper()
-	filepath.Walk(b.state, func(path string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			b.t.Error(err)
-			return nil
-		}
-		if bytes.Contains(data, []byte{0xFF, 0xD8, 0xFF}) {
-			b.t.Errorf("%s holds a JPEG header", path)
-		}
-		return nil
-	})
-}
