@@ -31,12 +31,12 @@ type Mosquitto struct {
 	log   bytes.Buffer
 }
 
-// StartMosquitto starts a broker; it is stopped when the test ends.
-// Extra lines are appended to its configuration file.
-func StartMosquitto(tb testing.TB, extra ...string) *Mosquitto {
+// StartMosquitto starts a broker that lets anyone in and queues without
+// limit; it is stopped when the test ends.
+func StartMosquitto(tb testing.TB) *Mosquitto {
 	tb.Helper()
-	m := &Mosquitto{tb: tb, bin: Program(tb, "mosquitto"), dir: tb.TempDir(), port: FreePort(tb)}
-	conf := fmt.Sprintf(`listener %d 127.0.0.1
+	return StartMosquittoConfig(tb, func(port int, dir string) string {
+		return fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location %s/
@@ -44,12 +44,18 @@ autosave_interval 1
 max_queued_messages 0
 max_inflight_messages 0
 set_tcp_nodelay true
-user %s
-`, m.port, m.dir, currentUser())
-	for _, l := range extra {
-		conf += l + "\n"
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+`, port, dir)
+	})
+}
+
+// StartMosquittoConfig starts a broker with the configuration conf returns
+// for the port the test picked and a directory of its own (for persistence
+// and any other file). It is stopped when the test ends.
+func StartMosquittoConfig(tb testing.TB, conf func(port int, dir string) string) *Mosquitto {
+	tb.Helper()
+	m := &Mosquitto{tb: tb, bin: Program(tb, "mosquitto"), dir: tb.TempDir(), port: FreePort(tb)}
+	text := conf(m.port, m.dir) + "user " + currentUser() + "\n"
+	if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(text), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	m.Start()

@@ -1,0 +1,194 @@
+// Package deploy holds no code: its test checks that the broker
+// configuration and ACL shipped in this folder load in Debian's Mosquitto
+// and let each role do what docs/INSTALL.md says, and nothing more.
+package deploy_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/internal/testenv"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+const prefix = "consentcam/v1/office-07/entrance-1"
+
+var roles = []string{"consentcam", "kiosk", "operator", "auditor"}
+
+// startBroker runs Mosquitto with deploy/mosquitto.conf and
+// deploy/consentcam.acl as shipped, but for the listener's port and the
+// paths of its files, with one password per role.
+func startBroker(t *testing.T) *testenv.Mosquitto {
+	t.Helper()
+	conf, err := os.ReadFile("mosquitto.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	passwd := testenv.Program(t, "mosquitto_passwd")
+	return testenv.StartMosquittoConfig(t, func(port int, dir string) string {
+		if err := copyFile("consentcam.acl", filepath.Join(dir, "consentcam.acl")); err != nil {
+			t.Fatal(err)
+		}
+		pw := filepath.Join(dir, "passwd")
+		for i, role := range roles {
+			args := []string{"-b", pw, role, "pw-" + role}
+			if i == 0 {
+				args = append([]string{"-c"}, args...)
+			}
+			if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+			}
+		}
+		text := string(conf)
+		for _, r := range []struct{ re, with string }{
+			{`(?m)^listener 1883 127\.0\.0\.1$`, fmt.Sprintf("listener %d 127.0.0.1", port)},
+			{`(?m)^password_file .*$`, "password_file " + pw},
+			{`(?m)^acl_file .*$`, "acl_file " + filepath.Join(dir, "consentcam.acl")},
+		} {
+			re := regexp.MustCompile(r.re)
+			if !re.MatchString(text) {
+				t.Fatalf("deploy/mosquitto.conf has no line matching %s", r.re)
+			}
+			text = re.ReplaceAllString(text, r.with)
+		}
+		return text + "persistence_location " + dir + "/\n"
+	})
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o600)
+}
+
+// client connects as a role; the subscriptions record what arrives.
+type client struct {
+	c   mqtt.Client
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func connect(t *testing.T, b *testenv.Mosquitto, user, password string) (*client, error) {
+	t.Helper()
+	c := &client{got: map[string][]string{}}
+	c.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-" + user).
+		SetUsername(user).SetPassword(password).SetConnectRetry(false).SetAutoReconnect(false))
+	tok := c.c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("connect timed out")
+	}
+	if tok.Error() != nil {
+		return nil, tok.Error()
+	}
+	t.Cleanup(func() { c.c.Disconnect(50) })
+	return c, nil
+}
+
+func (c *client) subscribe(t *testing.T, topic string) {
+	t.Helper()
+	tok := c.c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.got[m.Topic()] = append(c.got[m.Topic()], string(m.Payload()))
+	})
+	if tok.WaitTimeout(10 * time.Second); tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+}
+
+func (c *client) publish(t *testing.T, topic, payload string) {
+	t.Helper()
+	// Mosquitto acknowledges a publish the ACL denies and drops it.
+	if tok := c.c.Publish(topic, 1, false, payload); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+}
+
+func (c *client) received(topic string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.got[topic]...)
+}
+
+func TestBrokerConfig(t *testing.T) {
+	b := startBroker(t)
+	cl := map[string]*client{}
+	for _, role := range roles {
+		c, err := connect(t, b, role, "pw-"+role)
+		if err != nil {
+			t.Fatalf("%s cannot connect: %v", role, err)
+		}
+		cl[role] = c
+	}
+	if _, err := connect(t, b, "", ""); err == nil {
+		t.Error("an anonymous client connected")
+	}
+	if _, err := connect(t, b, "kiosk", "wrong"); err == nil {
+		t.Error("a wrong password connected")
+	}
+
+	// Everyone listens where the ACL lets them.
+	cl["consentcam"].subscribe(t, prefix+"/consent")
+	cl["consentcam"].subscribe(t, prefix+"/revoke")
+	cl["auditor"].subscribe(t, prefix+"/#")
+	cl["operator"].subscribe(t, prefix+"/revoke/receipt")
+
+	for _, p := range []struct {
+		from, topic string
+		to          string // the subscriber that must (or must not) get it
+		allowed     bool
+	}{
+		{"kiosk", "/consent", "consentcam", true},
+		{"operator", "/revoke", "consentcam", true},
+		{"consentcam", "/audit", "auditor", true},
+		{"consentcam", "/checkpoint", "auditor", true},
+		{"consentcam", "/revoke/receipt", "operator", true},
+		{"kiosk", "/revoke", "consentcam", false},     // a kiosk cannot erase
+		{"auditor", "/revoke", "consentcam", false},   // nor can an auditor
+		{"operator", "/consent", "consentcam", false}, // an operator issues no consent
+		{"kiosk", "/audit", "auditor", false},         // nobody forges the log
+		{"operator", "/audit", "auditor", false},
+	} {
+		payload := fmt.Sprintf("%s wrote %s", p.from, p.topic)
+		cl[p.from].publish(t, prefix+p.topic, payload)
+		if p.allowed {
+			deadline := time.Now().Add(10 * time.Second)
+			for !contains(cl[p.to].received(prefix+p.topic), payload) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %q never reached %s", p.topic, payload, p.to)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	// Denied messages had as long to arrive as the allowed ones after them.
+	time.Sleep(200 * time.Millisecond)
+	for _, p := range []struct{ to, topic, payload string }{
+		{"consentcam", "/revoke", "kiosk wrote /revoke"},
+		{"consentcam", "/revoke", "auditor wrote /revoke"},
+		{"consentcam", "/consent", "operator wrote /consent"},
+		{"auditor", "/audit", "kiosk wrote /audit"},
+		{"auditor", "/audit", "operator wrote /audit"},
+	} {
+		if contains(cl[p.to].received(prefix+p.topic), p.payload) {
+			t.Errorf("the ACL let %q through to %s", p.payload, p.to)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
