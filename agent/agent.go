@@ -89,6 +89,8 @@ type Agent struct {
 
 	MQTT MQTTOptions
 	HTTP HTTPOptions
+	// Kiosk, when set, turns on the consent kiosk (kiosk.go).
+	Kiosk *KioskOptions
 
 	// Version is reported in agent.started.
 	Version string
@@ -98,6 +100,7 @@ type Agent struct {
 	origin   string
 	signer   note.Signer
 	metrics  *metrics
+	kiosk    *kiosk
 	mqtt     *mqttClient
 	listener net.Listener
 	server   *http.Server
@@ -178,6 +181,11 @@ func (a *Agent) Open(ctx context.Context) error {
 	}
 	a.signer = signer
 	a.metrics = newMetrics(a)
+	if a.Kiosk != nil {
+		if a.kiosk, err = newKiosk(a); err != nil {
+			return err
+		}
+	}
 	a.consents = make(chan consentRequest)
 	a.revokes = make(chan revokeRequest)
 	a.frames = make(chan capture.Frame)
@@ -314,6 +322,9 @@ func (a *Agent) committed(events ...*store.Event) {
 	}
 	for _, ev := range events {
 		a.metrics.observe(ev)
+		if a.kiosk != nil {
+			a.kiosk.visits.observe(ev)
+		}
 	}
 }
 

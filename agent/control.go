@@ -561,6 +561,12 @@ func (a *Agent) Revoke(ctx context.Context, token []byte) ([]byte, error) {
 		a.rejectRevoke(r, err)
 		return nil, err
 	}
+	return a.carryOut(ctx, r)
+}
+
+// carryOut has the control loop carry out a verified revoke and returns the
+// signed receipt.
+func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) ([]byte, error) {
 	reply := make(chan revokeResult, 1)
 	select {
 	case a.revokes <- revokeRequest{r: r, reply: reply}:

@@ -95,6 +95,9 @@ func (a *Agent) routes() *http.ServeMux {
 	mux.Handle("GET /v1/records/{id}/image", a.require(RoleOperator, a.handleImage))
 
 	mux.Handle("POST /v1/visits", a.require(RoleKiosk, a.handleVisit))
+	if a.kiosk != nil {
+		a.kiosk.routes(mux)
+	}
 	return mux
 }
 

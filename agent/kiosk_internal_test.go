@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentcam/consentcam/capture"
+	"github.com/consentcam/consentcam/consent"
+)
+
+func mustCodeKey(t *testing.T) codeKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := newCodeKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// A withdrawal code names its subject, reads as people type it, and cannot
+// be altered or made without the issuer key.
+func TestWithdrawalCode(t *testing.T) {
+	k := mustCodeKey(t)
+	subject, code := k.newSubject()
+
+	if !regexp.MustCompile(`^kiosk-[0-9a-f]{20}$`).MatchString(subject) {
+		t.Errorf("subject %q, want kiosk- and 20 hex digits", subject)
+	}
+	if !regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){7}$`).MatchString(code) {
+		t.Errorf("code %q, want 8 groups of 4 Crockford base32 characters", code)
+	}
+	other, otherCode := k.newSubject()
+	if other == subject || otherCode == code {
+		t.Errorf("two subjects alike: %s %s", subject, code)
+	}
+
+	t.Run("read as typed", func(t *testing.T) {
+		plain := strings.ReplaceAll(code, "-", "")
+		for name, typed := range map[string]string{
+			"as given":        code,
+			"lower case":      strings.ToLower(code),
+			"no dashes":       plain,
+			"spaces":          " " + strings.ReplaceAll(code, "-", " ") + "\n",
+			"O, I, L for 0,1": strings.NewReplacer("0", "O", "1", "l").Replace(plain),
+		} {
+			got, err := k.subjectOf(typed)
+			if err != nil || got != subject {
+				t.Errorf("%s (%q): %q, %v; want %q", name, typed, got, err, subject)
+			}
+		}
+	})
+
+	t.Run("every one-character change is refused", func(t *testing.T) {
+		plain := []byte(strings.ReplaceAll(code, "-", ""))
+		for i := range plain {
+			changed := append([]byte(nil), plain...)
+			changed[i] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[(strings.IndexByte("0123456789ABCDEFGHJKMNPQRSTVWXYZ", plain[i])+1)%32]
+			if got, err := k.subjectOf(string(changed)); !errors.Is(err, errBadCode) {
+				t.Errorf("code changed at %d accepted for %q", i, got)
+			}
+		}
+	})
+
+	t.Run("another kiosk's code is refused", func(t *testing.T) {
+		_, foreign := mustCodeKey(t).newSubject()
+		if got, err := k.subjectOf(foreign); !errors.Is(err, errBadCode) {
+			t.Errorf("foreign code accepted for %q", got)
+		}
+	})
+
+	t.Run("malformed", func(t *testing.T) {
+		for name, bad := range map[string]string{
+			"empty":      "",
+			"short":      code[:len(code)-1],
+			"long":       code + "0",
+			"letter U":   "U" + code[1:],
+			"not base32": strings.Repeat("*", 32),
+			"subject id": subject,
+		} {
+			if _, err := k.subjectOf(bad); !errors.Is(err, errBadCode) {
+				t.Errorf("%s: err = %v, want errBadCode", name, err)
+			}
+		}
+	})
+}
+
+// The Chinese notice translates each standard sentence of the notice in
+// force, with the window and retention periods of the configuration. It
+// fails when consent.NewNotice changes a sentence: translate it anew.
+func TestKioskNoticeChinese(t *testing.T) {
+	n := consent.NewNotice("office-07", "entrance-1", 20*time.Second)
+	n.Controller, n.Contact, n.Withdraw = "C", "c@example.com", "Ask."
+	n.Purposes = []consent.Purpose{
+		consent.NewPurpose("channel-attribution", "Tell which sales channel brought you", 720*time.Hour),
+		consent.NewPurpose("entry-security", "Keep the entrance safe", 36*time.Hour+90*time.Second),
+	}
+	a := &Agent{Notice: n.JSON(), NoticeHash: n.Hash(), Window: 20 * time.Second}
+	got, err := newKioskNotice(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := got.ZH
+	for field, zh := range map[string]string{
+		"collected": z.Collected, "method": z.Method, "storage": z.Storage, "sensitive": z.Sensitive, "refusal": z.Refusal,
+	} {
+		if zh == "" {
+			t.Errorf("no Chinese for the notice's %s: consent.NewNotice changed it; translate it in kiosk_notice.go", field)
+		}
+	}
+	if !strings.Contains(z.Method, "20秒") {
+		t.Errorf("method %q does not say 20秒", z.Method)
+	}
+	if got, want := z.Retention, map[string]string{"channel-attribution": "30天", "entry-security": "1天12小时1分钟30秒"}; got["channel-attribution"] != want["channel-attribution"] || got["entry-security"] != want["entry-security"] {
+		t.Errorf("retention = %v, want %v", got, want)
+	}
+	if got.Hash != n.Hash() || got.WindowSeconds != 20 {
+		t.Errorf("hash %s, window %d", got.Hash, got.WindowSeconds)
+	}
+
+	// A sentence the kiosk has no translation for is left to the English.
+	n.Refusal = "Say no if you like."
+	a.Notice = n.JSON()
+	if got, _ := newKioskNotice(a); got.ZH.Refusal != "" || got.ZH.Collected == "" {
+		t.Errorf("changed refusal: zh %q; collected %q", got.ZH.Refusal, got.ZH.Collected)
+	}
+}
+
+// The kiosk page explains, in both languages, every reason the agent gives
+// for saving nothing.
+func TestKioskExplainsEverySkipReason(t *testing.T) {
+	js, err := os.ReadFile("web/static/kiosk.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reason := range []string{
+		string(capture.NoFace), string(capture.MultipleFaces), string(capture.LowQuality),
+		reasonQueueTimeout, reasonQueueFull, reasonRevoked, reasonShutdown, "encode-failed",
+	} {
+		if !regexp.MustCompile(`'` + regexp.QuoteMeta(reason) + `': \['[^']+',\s*'[^']+'\]`).Match(js) {
+			t.Errorf("kiosk.js has no English and Chinese text for capture.skipped reason %q", reason)
+		}
+	}
+}

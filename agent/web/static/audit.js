@@ -1,0 +1,100 @@
+// The auditor's page: the live audit log and the latest checkpoint, read
+// from /v1/audit and /v1/audit/checkpoint with an auditor token. It writes
+// nothing.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const KEEP = 500; // rows shown
+const FIRST = 200; // events shown from before the page opened
+
+let token = takeToken(sessionStorage, 'auditor');
+let last = -1; // seq of the newest event shown
+let running = false;
+
+$('login').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  token = $('token').value.trim();
+  $('token').value = '';
+  if (token) {
+    sessionStorage.setItem('consentcam.auditor-token', token);
+    start();
+  }
+});
+
+$('forget').addEventListener('click', () => {
+  sessionStorage.removeItem('consentcam.auditor-token');
+  location.reload();
+});
+
+function denied(e) {
+  if (e.status === 401 || e.status === 403) {
+    sessionStorage.removeItem('consentcam.auditor-token');
+    running = false;
+    show('log', false);
+    show('login', true);
+    showError(T('This token is not an auditor token of this box.', '此令牌不是本摄像盒的审计员令牌。'));
+    return true;
+  }
+  return false;
+}
+
+function row(ev) {
+  const cell = (v) => h('td', {}, v == null ? '' : v);
+  return h('tr', {'data-type': ev.type},
+    cell(ev.seq), cell((ev.time || '').replace('T', ' ').replace('Z', '')), cell(h('code', {}, ev.type)),
+    cell(ev.visit), cell(ev.subject), cell((ev.purposes || []).join(', ')), cell(ev.reason), cell(ev.actor));
+}
+
+async function pollEvents() {
+  while (running) {
+    try {
+      const q = last >= 0 ? `?after=${last}&limit=1000` : '?limit=1000';
+      const text = await api('GET', '/v1/audit' + q, {token});
+      const body = $('events').tBodies[0];
+      for (const line of text.split('\n')) {
+        if (!line.trim()) continue;
+        const ev = JSON.parse(line);
+        last = ev.seq;
+        $('origin').textContent = `${ev.site} / ${ev.camera}`;
+        body.prepend(row(ev));
+      }
+      while (body.rows.length > KEEP) body.deleteRow(-1);
+      $('count').replaceChildren(...T(`Newest event: seq ${last}.`, `最新事件：seq ${last}。`));
+      showError(null);
+    } catch (e) {
+      if (denied(e)) return;
+      showError(T(`The box does not answer (${e.message}); trying again.`, `摄像盒没有响应（${e.message}）；正在重试。`));
+    }
+    await sleep(1000);
+  }
+}
+
+async function pollCheckpoint() {
+  while (running) {
+    try {
+      $('checkpoint').textContent = await api('GET', '/v1/audit/checkpoint', {token});
+    } catch (e) {
+      if (denied(e)) return;
+    }
+    await sleep(5000);
+  }
+}
+
+async function start() {
+  show('login', false);
+  show('log', true);
+  showError(null);
+  try {
+    // Start with the last FIRST events.
+    const health = await api('GET', '/healthz');
+    last = Math.max(-1, health.audit_size - FIRST - 1);
+  } catch (e) {
+    last = -1;
+  }
+  running = true;
+  pollEvents();
+  pollCheckpoint();
+}
+
+if (token) start();
+else show('login', true);

@@ -1,0 +1,258 @@
+// The consent kiosk: the notice, one checkbox per purpose, "I agree" and
+// "No thanks", then what happens at the camera and the visitor's receipt.
+'use strict';
+
+// The tablet is given the kiosk token once, as #token=… in the address.
+const token = takeToken(localStorage, 'kiosk');
+
+let notice = null; // the hashed notice, as /v1/notice serves it
+let extra = null; // /kiosk/api/notice: the window's length and the Chinese
+let polling = null; // the visit whose status is being followed
+let resetTimer = null;
+
+// Why nothing was saved, for each reason of capture.skipped.
+const SKIPPED = {
+  'no-face': ['Nothing was saved: we did not see your face clearly in front of the camera.',
+    '没有保存任何照片：摄像头前没有清楚地看到您的脸。'],
+  'multiple-faces': ['Nothing was saved: someone else was in view too, so nothing was taken.',
+    '没有保存任何照片：画面里还有其他人，所以什么也没有拍。'],
+  'low-quality': ['Nothing was saved: the picture was not clear enough (the face was too small, blurred or turned away).',
+    '没有保存任何照片：画面不够清晰（脸太小、模糊或没有正对摄像头）。'],
+  'queue-timeout': ['Nothing was saved: the camera was busy with other visitors for too long, and your consent ran out.',
+    '没有保存任何照片：摄像头忙于其他访客的时间太长，您的同意已过期。'],
+  'queue-full': ['Nothing was saved: too many visitors were waiting for the camera.',
+    '没有保存任何照片：等待摄像头的访客太多。'],
+  'revoked': ['Nothing was saved: the consent was withdrawn.',
+    '没有保存任何照片：同意已被撤回。'],
+  'shutdown': ['Nothing was saved: the camera box was switched off.',
+    '没有保存任何照片：摄像盒已关闭。'],
+  'encode-failed': ['Nothing was saved: the picture could not be processed.',
+    '没有保存任何照片：照片无法处理。'],
+};
+
+const $ = (id) => document.getElementById(id);
+
+// zhOr shows a sentence of the notice with its Chinese, or in English when
+// the box has no translation of it.
+const zhOr = (en, zh) => T(en, zh || en);
+
+function purposeNames(ids) {
+  const names = ids.map((id) => (notice.purposes.find((p) => p.id === id) || {description: id}).description);
+  return names.join('; ');
+}
+
+function renderNotice() {
+  const z = extra.zh;
+  $('controller').textContent = notice.controller;
+  const block = (en, zh, ...body) => h('section', {}, h('h2', {}, T(en, zh)), body);
+  $('notice').replaceChildren(
+    block('Who is asking', '谁在征求同意',
+      h('p', {}, notice.controller),
+      h('p', {}, T('Questions or complaints: ', '咨询或投诉：'), notice.contact)),
+    block('What is kept', '保存什么', h('p', {}, zhOr(notice.collected, z.collected))),
+    block('How', '怎样拍', h('p', {}, zhOr(notice.method, z.method))),
+    block('Where, and for how long', '保存在哪里、保存多久',
+      h('p', {}, zhOr(notice.storage, z.storage)),
+      h('p', {}, T('How long for each purpose: see the purposes below.', '每项用途的保存期限见下方。'))),
+    block('Sensitive information', '敏感个人信息', h('p', {}, zhOr(notice.sensitive, z.sensitive))),
+    block('How to withdraw', '如何撤回',
+      h('p', {}, notice.withdraw),
+      h('p', {}, T('If you agree, you get a withdrawal code (also as a QR code): with it, your picture is erased at once, at any time.',
+        '如果您同意，您会得到一个撤回码（也有二维码）：凭此码可随时立即删除您的照片。'))),
+    block('Saying no', '拒绝', h('p', {}, zhOr(notice.refusal, z.refusal))),
+  );
+  $('notice').removeAttribute('aria-busy');
+  $('purposes').replaceChildren(...notice.purposes.map((p) => h('label', {class: 'purpose'},
+    h('input', {type: 'checkbox', name: 'purpose', value: p.id}),
+    h('span', {},
+      h('span', {class: 'purpose-name'}, p.description),
+      h('span', {class: 'retention'}, T(`Kept for ${p.retention}, then erased.`, `保存${z.retention[p.id]}，然后删除。`))))));
+  $('hashed').replaceChildren(...T(
+    `The English text is the published notice (SHA-256 ${notice.hash.slice(0, 16)}…); the Chinese is its translation.`,
+    `英文文本为正式发布的告知（SHA-256 ${notice.hash.slice(0, 16)}…），中文为其译文。`));
+  updateAgree();
+}
+
+async function loadNotice() {
+  for (;;) {
+    try {
+      const [n, x] = await Promise.all([api('GET', '/v1/notice'), api('GET', '/kiosk/api/notice')]);
+      if (n.hash !== x.hash) throw new Error('the notice changed while it was loading');
+      notice = n;
+      extra = x;
+      renderNotice();
+      return;
+    } catch (e) {
+      showError(T('The notice could not be loaded, so we cannot ask for your consent. Please ask the front desk.',
+        '无法载入告知内容，因此无法征求您的同意。请联系前台。'));
+      await sleep(5000);
+      showError(null);
+    }
+  }
+}
+
+function ticked() {
+  return [...document.querySelectorAll('input[name=purpose]:checked')].map((i) => i.value);
+}
+
+function updateAgree() {
+  $('agree').disabled = !notice || ticked().length === 0;
+}
+
+function setupMode(on) {
+  show('choice', !on);
+  show('setup', on);
+}
+
+function busy(on) {
+  $('decline').disabled = on;
+  if (on) $('agree').disabled = true;
+  else updateAgree();
+}
+
+function failed(e) {
+  if (e.status === 401 || e.status === 403) {
+    setupMode(true);
+    showError(T('This tablet is not set up as the kiosk (its kiosk token is missing or wrong). Please ask the installer.',
+      '这台平板电脑尚未设置为同意终端（缺少或错误的终端令牌）。请联系安装人员。'));
+  } else if (e.reason === 'stale-notice') {
+    showError(T('The notice was just updated. Please read it again, then choose.', '告知内容刚刚更新。请重新阅读，然后再选择。'));
+    loadNotice();
+  } else if (e.reason === 'queue-full') {
+    showError(T('Too many visitors are waiting for the camera, so no picture is taken. You may try again in a minute.',
+      '等待摄像头的访客太多，因此不会拍照。您可以一分钟后再试。'));
+  } else {
+    showError(T(`Something went wrong, and no picture is taken. Please ask the front desk. (${e.message})`,
+      `出了点问题，不会拍照。请联系前台。（${e.message}）`));
+  }
+}
+
+async function agree(ev) {
+  ev.preventDefault();
+  const purposes = ticked();
+  if (purposes.length === 0) return;
+  showError(null);
+  busy(true);
+  try {
+    showVisit(await api('POST', '/kiosk/api/agree', {token, body: {purposes, notice: notice.hash}}));
+  } catch (e) {
+    failed(e);
+  } finally {
+    busy(false);
+  }
+}
+
+async function decline() {
+  showError(null);
+  busy(true);
+  try {
+    await api('POST', '/kiosk/api/decline', {token});
+    show('start', false);
+    show('declined', true);
+    $('declined-title').focus();
+    resetTimer = setTimeout(reset, 20000);
+  } catch (e) {
+    failed(e);
+  } finally {
+    busy(false);
+  }
+}
+
+function showVisit(v) {
+  show('start', false);
+  show('visit', true);
+  $('code').textContent = v.code;
+  $('subject').textContent = v.subject;
+  $('agreed').textContent = purposeNames(v.purposes);
+  const svg = new DOMParser().parseFromString(v.qr_svg, 'image/svg+xml').documentElement;
+  svg.setAttribute('aria-hidden', 'true');
+  $('qr').replaceChildren(document.importNode(svg, true));
+  renderStatus({state: 'waiting', ahead: v.waiting});
+  $('visit-title').focus();
+  follow(v.visit);
+}
+
+// follow polls the visit's status until it is final.
+async function follow(visit) {
+  polling = visit;
+  while (polling === visit) {
+    try {
+      const s = await api('GET', '/kiosk/api/visits/' + encodeURIComponent(visit), {token});
+      if (polling !== visit) return;
+      renderStatus(s);
+      if (s.state !== 'waiting' && s.state !== 'open') {
+        polling = null;
+        resetTimer = setTimeout(reset, 120000);
+        return;
+      }
+    } catch (e) {
+      if (e.status === 404) return; // the box restarted: the receipt stays valid
+    }
+    await sleep(500);
+  }
+}
+
+let shown = '';
+
+function renderStatus(s) {
+  const key = s.state + '/' + s.ahead + '/' + s.reason;
+  if (key === shown) return;
+  shown = key;
+  let title;
+  let msg;
+  switch (s.state) {
+    case 'waiting':
+      title = T('Waiting for the camera', '正在等待摄像头');
+      msg = s.ahead === 0 ?
+        T('The camera is getting ready for you.', '摄像头正在为您准备。') :
+        T(`${s.ahead} visitor(s) before you.`, `您前面还有 ${s.ahead} 位访客。`);
+      break;
+    case 'open':
+      title = T('The camera is on', '摄像头已开启');
+      msg = T(`Please look at the camera. It looks for your face for ${extra.window_seconds} seconds at most, keeps one picture, then stops.`,
+        `请看向摄像头。它最多寻找您的脸 ${extra.window_seconds} 秒，只保存一张照片，然后停止。`);
+      break;
+    case 'saved':
+      title = T('Saved', '已保存');
+      msg = T(`One picture of your face, kept for: ${purposeNames(s.purposes)}. It is erased when each purpose's time is up, or at once if you withdraw.`,
+        `一张您的面部照片，用于：${purposeNames(s.purposes)}。每项用途的期限一到即删除；您撤回同意时立即删除。`);
+      break;
+    case 'skipped':
+      title = T('Nothing saved', '没有保存');
+      msg = T(...(SKIPPED[s.reason] || [`Nothing was saved (${s.reason}).`, `没有保存任何照片（${s.reason}）。`]));
+      break;
+    case 'withdrawn':
+      title = T('Withdrawn', '已撤回');
+      msg = T('You withdrew your consent: anything saved from this visit is erased.', '您已撤回同意：本次来访保存的内容已全部删除。');
+      break;
+    default:
+      title = s.state;
+      msg = '';
+  }
+  const st = $('status');
+  st.dataset.state = s.state;
+  st.replaceChildren(h('p', {class: 'state'}, title), h('p', {}, msg));
+}
+
+function reset() {
+  clearTimeout(resetTimer);
+  polling = null;
+  shown = '';
+  $('choice').reset();
+  for (const id of ['code', 'subject', 'agreed', 'qr', 'status']) $(id).replaceChildren();
+  delete $('status').dataset.state;
+  showError(null);
+  show('visit', false);
+  show('declined', false);
+  show('start', true);
+  updateAgree();
+  window.scrollTo(0, 0);
+}
+
+$('choice').addEventListener('change', updateAgree);
+$('choice').addEventListener('submit', agree);
+$('decline').addEventListener('click', decline);
+$('done').addEventListener('click', reset);
+$('back').addEventListener('click', reset);
+setupMode(!token);
+loadNotice();
