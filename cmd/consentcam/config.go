@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -451,6 +452,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if err := c.Kiosk.validate(c); err != nil {
+		return err
+	}
+
 	if c.Consent.ClockSkew < 0 || c.Consent.ClockSkew > 5*time.Minute {
 		return bad("consent.clock_skew", "must be between 0s and 5m (got %v)", c.Consent.ClockSkew)
 	}
@@ -465,6 +470,24 @@ func (c *Config) Validate() error {
 		if f.value <= 0 {
 			return bad(f.name, "must be a positive duration (got %v)", f.value)
 		}
+	}
+	return nil
+}
+
+// validate checks that the kiosk, when on, signs as a trusted issuer and
+// that a tablet can reach it with a kiosk token.
+func (k KioskConfig) validate(c *Config) error {
+	switch {
+	case k.Issuer == "" && k.Key == "":
+		return nil // off
+	case k.Key == "":
+		return &ConfigError{Field: "kiosk.key", Msg: "must be set when kiosk.issuer is: the private key file of that issuer (PKCS#8 PEM)"}
+	case k.Issuer == "":
+		return &ConfigError{Field: "kiosk.issuer", Msg: "must be set when kiosk.key is: the kid of the issuer whose private key it is"}
+	case !slices.ContainsFunc(c.Issuers, func(r KeyRef) bool { return r.KID == k.Issuer }):
+		return &ConfigError{Field: "kiosk.issuer", Msg: fmt.Sprintf("must be the kid of one of issuers (got %q)", k.Issuer)}
+	case !slices.ContainsFunc(c.HTTP.Tokens, func(t TokenRef) bool { return t.Role == RoleKiosk }):
+		return &ConfigError{Field: "http.tokens", Msg: "the kiosk is on (kiosk.key) but no token has role kiosk: the front-desk tablet could not use it"}
 	}
 	return nil
 }

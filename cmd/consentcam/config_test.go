@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 )
 
@@ -72,6 +75,36 @@ func TestParseConfig_Defaults(t *testing.T) {
 	}
 }
 
+const kioskToken = "http: {tokens: [{role: kiosk, token_file: kiosk.token}]}\n"
+
+// The kiosk is off by default, and on with an issuer's kid and key.
+func TestParseConfig_Kiosk(t *testing.T) {
+	c, err := ParseConfig("c.yaml", []byte(minimal))
+	if err != nil || c.Kiosk != (KioskConfig{}) {
+		t.Errorf("default kiosk = %+v, %v; want off", c.Kiosk, err)
+	}
+	c, err = ParseConfig("c.yaml", []byte(minimal+kioskToken+"kiosk: {issuer: kiosk-1, key: issuer.key}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (KioskConfig{Issuer: "kiosk-1", Key: "issuer.key"}); c.Kiosk != want {
+		t.Errorf("kiosk = %+v, want %+v", c.Kiosk, want)
+	}
+
+	// The example's commented kiosk section, turned on as docs/KIOSK.md says.
+	example := string(readExample(t))
+	on := strings.NewReplacer("\n# kiosk:", "\nkiosk:", "\n#   issuer:", "\n  issuer:", "\n#   key:", "\n  key:",
+		"auditor.token}", "auditor.token}\n    - {role: kiosk, token_file: /etc/consentcam/kiosk.token}",
+	).Replace(example)
+	c, err = ParseConfig("example.yaml", []byte(on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (KioskConfig{Issuer: "kiosk-1", Key: "/etc/consentcam/issuer.key"}); c.Kiosk != want {
+		t.Errorf("example's kiosk = %+v, want %+v", c.Kiosk, want)
+	}
+}
+
 func TestParseConfig_Errors(t *testing.T) {
 	for _, tt := range []struct {
 		name, yaml string
@@ -97,6 +130,11 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"missing controller", strings.Replace(minimal, "controller: C, ", "", 1), "notice.controller", 0, "must be set"},
 		{"bad mqtt scheme", minimal + "mqtt: {url: 'http://broker'}\n", "mqtt.url", 6, "unsupported scheme"},
 		{"bad token role", minimal + "http: {tokens: [{role: admin, token_file: t}]}\n", "http.tokens[0].role", 6, "auditor, operator or kiosk"},
+		{"kiosk key without issuer", minimal + "kiosk: {key: issuer.key}\n", "kiosk.issuer", 6, "must be set"},
+		{"kiosk issuer without key", minimal + "kiosk: {issuer: kiosk-1}\n", "kiosk.key", 6, "must be set"},
+		{"kiosk issuer not trusted", minimal + kioskToken + "kiosk: {issuer: kiosk-9, key: issuer.key}\n", "kiosk.issuer", 7, "one of issuers"},
+		{"kiosk without a kiosk token", minimal + "kiosk: {issuer: kiosk-1, key: issuer.key}\n", "http.tokens", 0, "role kiosk"},
+		{"unknown kiosk key", minimal + "kiosk: {issuer: kiosk-1, url: x}\n", "kiosk.url", 6, "known here: issuer, key"},
 		{"key given twice", minimal + "site: other\n", "site", 6, "twice"},
 		{"not a mapping", "- a\n- b\n", "", 1, "mapping"},
 		{"empty", "", "", 0, "empty"},
@@ -120,5 +158,59 @@ func TestParseConfig_Errors(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// OpenDaemon refuses a kiosk key that is not the private key of the issuer
+// it signs as (before it opens anything), and gives the right one to the
+// agent.
+func TestOpenDaemon_KioskKey(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runMain(t, "keys", "gen", "--dir", dir); err != nil {
+		t.Fatalf("keys gen: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kiosk.token"), []byte("kiosk-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := func(key string) Config {
+		t.Helper()
+		c, err := ParseConfig("c.yaml", []byte(fmt.Sprintf(`site: office-07
+camera: entrance-1
+state_dir: %[1]s/state
+capture: {detector: cascade}
+keys: {master: %[1]s/master.key, device: %[1]s/device.key}
+issuers: [{kid: kiosk-1, public_key: %[1]s/issuer.pub}]
+operators: [{kid: ops-1, public_key: %[1]s/operator.pub}]
+notice: {controller: C, contact: c@example.com, withdraw: Ask.}
+purposes: [{id: entry-security, description: Keep the entrance safe, retention: 24h}]
+http: {tokens: [{role: kiosk, token_file: %[1]s/kiosk.token}]}
+kiosk: {issuer: kiosk-1, key: %[1]s/%[2]s}
+`, dir, key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	logger := slog.New(slog.DiscardHandler)
+
+	_, err := OpenDaemon(config("operator.key"), logger)
+	if err == nil || !strings.HasPrefix(err.Error(), "kiosk.key: ") || !strings.Contains(err.Error(), `not the private key of issuer "kiosk-1"`) {
+		t.Errorf("operator key as the kiosk's: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused kiosk key left the state directory: %v", err)
+	}
+
+	d, err := OpenDaemon(config("issuer.key"), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	want, err := consent.ReadPrivateKey(filepath.Join(dir, "issuer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := d.Agent.Kiosk; k == nil || k.Issuer != "kiosk-1" || !k.Key.Equal(want) {
+		t.Errorf("agent kiosk = %+v", k)
 	}
 }

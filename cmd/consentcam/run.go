@@ -112,6 +112,10 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	kiosk, err := kioskOptions(cfg, issuers)
+	if err != nil {
+		return nil, err
+	}
 	tokens, err := readBearerTokens(cfg.HTTP.Tokens)
 	if err != nil {
 		return nil, err
@@ -180,6 +184,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.CompactInterval = cfg.Store.CompactInterval
 	a.MQTT = mqttOpts
 	a.HTTP = agent.HTTPOptions{Addr: cfg.HTTP.Listen, Tokens: tokens}
+	a.Kiosk = kiosk
 	a.Version = Version
 	a.Logger = logger
 	return &Daemon{Agent: a, DB: db, Detector: det, Logger: logger}, nil
@@ -219,6 +224,24 @@ func readKeyRefs(field string, refs []KeyRef) (map[string]ed25519.PublicKey, err
 		keys[r.KID] = k
 	}
 	return keys, nil
+}
+
+// kioskOptions reads the kiosk's key, when the kiosk is on, and refuses
+// one that is not the private key of the issuer it signs as: the agent
+// would refuse every token it signed.
+func kioskOptions(cfg Config, issuers map[string]ed25519.PublicKey) (*agent.KioskOptions, error) {
+	k := cfg.Kiosk
+	if k.Key == "" {
+		return nil, nil
+	}
+	key, err := consent.ReadPrivateKey(k.Key)
+	if err != nil {
+		return nil, fmt.Errorf("kiosk.key: %w", err)
+	}
+	if !key.Public().(ed25519.PublicKey).Equal(issuers[k.Issuer]) {
+		return nil, fmt.Errorf("kiosk.key: %s is not the private key of issuer %q: its public key does not match that issuer's public_key", k.Key, k.Issuer)
+	}
+	return &agent.KioskOptions{Issuer: k.Issuer, Key: key}, nil
 }
 
 // readSecretFile reads a one-line secret (token, password), refusing a file
