@@ -73,6 +73,7 @@ Usage:
 Commands:
 
 	run         run the daemon
+	demo        run the whole system on this machine, with no set-up
 	audit       pull an agent's audit log, or verify one
 	keys gen    write a new set of keys (device, issuer, operator, master)
 	notice      print the notice visitors are shown, or its hash
@@ -96,6 +97,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return nil
 	case "run":
 		return (&RunCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "demo":
+		return (&DemoCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "audit":
 		return (&AuditCommand{Stdin: m.Stdin, Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "keys":
