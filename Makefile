@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 1000000x
 TEST_FUZZTIME ?= 100000x
 
-.PHONY: all deps build test lint bench fuzz clean
+.PHONY: all deps build demo test lint bench fuzz clean
 
 all: build
 
@@ -29,6 +29,10 @@ deps:
 ## build: the consentcam binary in bin/.
 build: deps
 	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN) ./cmd/consentcam
+
+## demo: build, then run the whole system on this machine (Ctrl-C stops it).
+demo: build
+	$(BIN) demo
 
 ## test: gofmt check, go vet, every test with the race detector, then each fuzz target briefly.
 test: deps

@@ -130,23 +130,45 @@ func (r *demoRun) wait() error {
 // none) and returns the status and the body.
 func (r *demoRun) get(path, token string) (int, []byte) {
 	r.t.Helper()
-	req, err := http.NewRequest("GET", r.base+path, nil)
+	return r.do("GET", path, token, nil)
+}
+
+// post sends v as JSON and decodes the answer into out.
+func (r *demoRun) post(path, token string, v, out any) int {
+	r.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	code, resp := r.do("POST", path, token, body)
+	if err := json.Unmarshal(resp, out); err != nil {
+		r.t.Fatalf("POST %s: %d %s: %v", path, code, resp, err)
+	}
+	return code
+}
+
+func (r *demoRun) do(method, path, token string, body []byte) (int, []byte) {
+	r.t.Helper()
+	req, err := http.NewRequest(method, r.base+path, bytes.NewReader(body))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, answer
 }
 
 // events pulls the whole audit log as the auditor.
@@ -360,6 +382,26 @@ func TestDemo(t *testing.T) {
 	operator := strings.TrimSpace(string(readFile(t, filepath.Join(dir, "tokens", "operator.token"))))
 	if code, body := r.get("/v1/records?visit=visit-1", operator); code != http.StatusOK || !bytes.Contains(body, []byte(saved.Record)) {
 		t.Errorf("GET /v1/records?visit=visit-1 with the operator token: %d %s; want record %s", code, body, saved.Record)
+	}
+
+	// The pages it printed are served, and the visitor's path through them
+	// works with the printed kiosk token: agree (a face crop kept for the
+	// purpose ticked), then withdraw with the code (erased).
+	for _, page := range []string{"/kiosk/", "/kiosk/withdraw", "/kiosk/audit"} {
+		if code, body := r.get(page, ""); code != http.StatusOK || !bytes.Contains(body, []byte("<html")) {
+			t.Errorf("GET %s: %d, want 200 and a page", page, code)
+		}
+	}
+	var agreed struct{ Visit, Code string }
+	if code := r.post("/kiosk/api/agree", r.kiosk, map[string]any{"purposes": []string{"entry-security"}, "notice": notice.Hash}, &agreed); code != http.StatusAccepted {
+		t.Fatalf("POST /kiosk/api/agree with the printed kiosk token: %d", code)
+	}
+	if saved := sub.waitEvent("capture.saved", agreed.Visit); !slices.Equal(saved.Purposes, []string{"entry-security"}) {
+		t.Errorf("capture.saved %+v: want purposes [entry-security]", saved)
+	}
+	var withdrawn struct{ Erased int }
+	if code := r.post("/kiosk/api/withdraw", "", map[string]string{"code": agreed.Code}, &withdrawn); code != http.StatusOK || withdrawn.Erased != 1 {
+		t.Errorf("POST /kiosk/api/withdraw: %d, %d records erased; want 200, 1", code, withdrawn.Erased)
 	}
 
 	// Ctrl-C: Run returns nil and the agent says it stopped.
