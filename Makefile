@@ -4,7 +4,7 @@ GO       ?= go
 BIN      ?= bin/consentcam
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Debian packages the build and the tests need.
-APT_PACKAGES := pkg-config libopencv-dev opencv-data mosquitto mosquitto-clients
+APT_PACKAGES := pkg-config libopencv-dev opencv-data mosquitto mosquitto-clients chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # How many inputs each fuzz target tries in `make fuzz` (`make test` runs them
 # briefly). Counts, not durations: with a duration, go1.26's fuzz coordinator

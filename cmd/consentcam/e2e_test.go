@@ -74,6 +74,7 @@ type boxConfig struct {
 	scene     string        // scenario clip the camera shows
 	window    time.Duration // capture.window (default 3s)
 	detectFPS int           // capture.detect_fps (default 10)
+	kiosk     bool          // turn the kiosk on, signing as kiosk-1
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -144,6 +145,9 @@ audit: {checkpoint_interval: 2s}
 store: {compact_interval: 1s}
 `, e2eSite, e2eCamera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
 		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"))
+	if bc.kiosk {
+		cfg += fmt.Sprintf("kiosk: {issuer: kiosk-1, key: %s/issuer.key}\n", b.keys)
+	}
 	b.config = filepath.Join(b.dir, "consentcam.yaml")
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

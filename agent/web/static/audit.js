@@ -39,10 +39,11 @@ function denied(e) {
 }
 
 function row(ev) {
-  const cell = (v) => h('td', {}, v == null ? '' : v);
+  // Ids and reasons may wrap; the short columns may not.
+  const cell = (v, nowrap) => h('td', {class: nowrap ? 'nw' : null}, v == null ? '' : v);
   return h('tr', {'data-type': ev.type},
-    cell(ev.seq), cell((ev.time || '').replace('T', ' ').replace('Z', '')), cell(h('code', {}, ev.type)),
-    cell(ev.visit), cell(ev.subject), cell((ev.purposes || []).join(', ')), cell(ev.reason), cell(ev.actor));
+    cell(ev.seq, true), cell((ev.time || '').replace('T', ' ').replace('Z', ''), true), cell(h('code', {}, ev.type), true),
+    cell(ev.visit), cell(ev.subject), cell((ev.purposes || []).join(', ')), cell(ev.reason), cell(ev.actor, true));
 }
 
 async function pollEvents() {

@@ -74,7 +74,8 @@ async function api(method, path, {token, body} = {}) {
   } catch (e) {
     throw new APIError(0, 'network', String(e));
   }
-  const json = (resp.headers.get('Content-Type') || '').includes('application/json');
+  // JSON, or text (the audit log's JSON Lines, the checkpoint note).
+  const json = (resp.headers.get('Content-Type') || '').split(';')[0].trim() === 'application/json';
   const data = json ? await resp.json() : await resp.text();
   if (!resp.ok) {
     throw new APIError(resp.status, (json && data.reason) || '', (json && data.error) || String(data));
