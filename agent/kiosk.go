@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -177,8 +178,17 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Purposes []string `json:"purposes"`
 		Notice   string   `json:"notice"` // hash of the notice the visitor was shown
+		// Origin is where the tablet reached the box, such as
+		// https://kiosk.example (behind a proxy); the request's Host
+		// otherwise. The receipt's link and QR code point there.
+		Origin string `json:"origin"`
 	}
 	if !decodeJSON(w, r, &req) {
+		return
+	}
+	origin, err := originOf(r, req.Origin)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad-request", "%v", err)
 		return
 	}
 	if req.Notice != a.NoticeHash {
@@ -212,10 +222,7 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "sign the consent token: %v", err)
 		return
 	}
-	withdrawURL := "http://" + r.Host + "/kiosk/withdraw#code=" + code
-	if r.TLS != nil {
-		withdrawURL = "https" + strings.TrimPrefix(withdrawURL, "http")
-	}
+	withdrawURL := origin + "/kiosk/withdraw#code=" + code
 	qr, err := qrSVG(withdrawURL)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "QR code: %v", err)
@@ -234,6 +241,23 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) {
 		Visit: visit, Subject: subject, Purposes: req.Purposes, Expires: res.consent.Expires.UTC(),
 		Seq: res.seq, Waiting: res.queue, Code: code, WithdrawURL: withdrawURL, QRSVG: qr,
 	})
+}
+
+// originOf checks the origin a kiosk page gives (scheme, host and port
+// only) or, when it gives none, makes it from the request.
+func originOf(r *http.Request, origin string) (string, error) {
+	if origin == "" {
+		origin = "http://" + r.Host
+		if r.TLS != nil {
+			origin = "https://" + r.Host
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("origin must be http(s)://host[:port] (got %q)", origin)
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // handleDecline records that a visitor said no, and nothing else: no

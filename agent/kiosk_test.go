@@ -199,6 +199,18 @@ func TestKioskAgree(t *testing.T) {
 		t.Errorf("consent.accepted = %+v", accepted)
 	}
 
+	t.Run("the receipt's link goes where the tablet reached the box", func(t *testing.T) {
+		body := `{"purposes":["channel-attribution"],"notice":"` + r.notice.Hash() + `","origin":"https://kiosk.example:8443"}`
+		resp, data := r.do("POST", "/kiosk/api/agree", agent.RoleKiosk, strings.NewReader(body))
+		var ag agent.KioskAgreement
+		if resp.StatusCode != http.StatusAccepted || json.Unmarshal(data, &ag) != nil {
+			t.Fatalf("agree: %s %s", resp.Status, data)
+		}
+		if want := "https://kiosk.example:8443/kiosk/withdraw#code=" + ag.Code; ag.WithdrawURL != want {
+			t.Errorf("withdraw_url %q, want %q", ag.WithdrawURL, want)
+		}
+	})
+
 	t.Run("status needs the kiosk role", func(t *testing.T) {
 		resp, body := r.do("GET", "/kiosk/api/visits/"+ag.Visit, "", nil)
 		checkError(t, "no token", resp, body, http.StatusUnauthorized, "unauthorized")
@@ -227,6 +239,8 @@ func TestKioskAgreeRefusals(t *testing.T) {
 		{"another notice", agent.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + strings.Repeat("ab", 32) + `"}`, 409, "stale-notice"},
 		{"not JSON", agent.RoleKiosk, `purposes=entry-security`, 400, "bad-request"},
 		{"unknown field", agent.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","subject":"me"}`, 400, "bad-request"},
+		{"origin with a path", agent.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","origin":"https://kiosk.example/x"}`, 400, "bad-request"},
+		{"origin not http", agent.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","origin":"javascript:alert(1)"}`, 400, "bad-request"},
 		{"too large", agent.RoleKiosk, `{"purposes":["` + strings.Repeat("x", 5000) + `"]}`, 413, "too-large"},
 	} {
 		resp, body := r.do("POST", "/kiosk/api/agree", c.role, strings.NewReader(c.body))

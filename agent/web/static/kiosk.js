@@ -134,7 +134,7 @@ async function agree(ev) {
   showError(null);
   busy(true);
   try {
-    showVisit(await api('POST', '/kiosk/api/agree', {token, body: {purposes, notice: notice.hash}}));
+    showVisit(await api('POST', '/kiosk/api/agree', {token, body: {purposes, notice: notice.hash, origin: location.origin}}));
   } catch (e) {
     failed(e);
   } finally {
