@@ -1,7 +1,8 @@
 // Package agent is the consentcam daemon: the capture-window state machine,
 // MQTT (consent and revoke in; audit events, receipts, notice and checkpoints
-// out, through the store's outbox), the HTTP API, and the background jobs
-// (retention sweep, compaction, checkpoints).
+// out, through the store's outbox), the HTTP API and, when it is turned on,
+// the consent kiosk's pages, and the background jobs (retention sweep,
+// compaction, checkpoints).
 //
 // It owns the small interfaces it consumes (Store, Source, Detector, ...),
 // which the leaf packages capture, consent and store implement.

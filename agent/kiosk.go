@@ -98,9 +98,9 @@ func newKiosk(a *Agent) (*kiosk, error) {
 func (k *kiosk) routes(mux *http.ServeMux) {
 	a := k.a
 	mux.Handle("GET /{$}", http.RedirectHandler("/kiosk/", http.StatusSeeOther))
-	mux.Handle("GET /kiosk/{$}", k.page("kiosk.html"))
-	mux.Handle("GET /kiosk/withdraw", k.page("withdraw.html"))
-	mux.Handle("GET /kiosk/audit", k.page("audit.html"))
+	mux.Handle("GET /kiosk/{$}", page("kiosk.html"))
+	mux.Handle("GET /kiosk/withdraw", page("withdraw.html"))
+	mux.Handle("GET /kiosk/audit", page("audit.html"))
 	mux.Handle("GET /kiosk/static/{file}", pageHeaders(http.StripPrefix("/kiosk/static/", http.FileServerFS(k.static))))
 
 	mux.HandleFunc("GET /kiosk/api/notice", k.handleNotice)
@@ -126,7 +126,7 @@ func pageHeaders(h http.Handler) http.Handler {
 	})
 }
 
-func (k *kiosk) page(name string) http.Handler {
+func page(name string) http.Handler {
 	return pageHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, webFiles, "web/"+name)
 	}))
