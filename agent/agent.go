@@ -97,7 +97,6 @@ type Agent struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 
-	origin   string
 	signer   note.Signer
 	metrics  *metrics
 	kiosk    *kiosk

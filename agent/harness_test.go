@@ -352,16 +352,6 @@ func ofVisit(typ, visit string) func(store.Event) bool {
 	return func(ev store.Event) bool { return ev.Type == typ && ev.Visit == visit }
 }
 
-func count(evs []store.Event, typ string) int {
-	n := 0
-	for _, ev := range evs {
-		if ev.Type == typ {
-			n++
-		}
-	}
-	return n
-}
-
 func dump(evs []store.Event) string {
 	var b strings.Builder
 	for _, ev := range evs {
