@@ -76,8 +76,9 @@ const (
 	stillSway  = 16 // pixels of sway while standing
 )
 
-// wall is the background where the still is not: a gray-beige wall (BGR).
-var wall = gocv.NewScalar(150, 160, 170, 0)
+// stillWall is the background where the still is not: a gray-beige wall
+// (BGR).
+var stillWall = gocv.NewScalar(150, 160, 170, 0)
 
 // WriteStillClip writes a looping scene made from one still picture of a
 // person (JPEG, PNG or any image OpenCV decodes), for a demo without a
@@ -123,7 +124,7 @@ func WriteStillClip(path string, still []byte, opts StillClipOptions) ([]image.R
 	placed := make([]image.Rectangle, opts.Frames)
 	bounds := image.Rectangle{Max: opts.Size}
 	err = WriteClip(path, opts.Size, opts.FPS, opts.Frames, func(i int, frame *gocv.Mat) {
-		frame.SetTo(wall)
+		frame.SetTo(stillWall)
 		at, ok := stillAt(float64(i)/float64(opts.Frames), home, opts.Size.X)
 		if !ok {
 			return

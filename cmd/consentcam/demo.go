@@ -67,6 +67,9 @@ const (
 	demoModel    = "yunet_320x320.onnx"
 )
 
+// demoRoles are the roles the demo makes a bearer token for.
+var demoRoles = []string{RoleKiosk, RoleAuditor, RoleOperator}
+
 // DemoCommand runs the whole system on one machine: an embedded MQTT broker,
 // generated keys and tokens, a webcam or the bundled scene, and the daemon
 // that `consentcam run` starts, with the kiosk on.
@@ -104,7 +107,8 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	d := &demo{dir: filepath.Clean(*dir), keys: filepath.Join(*dir, "keys")}
+	d := &demo{dir: filepath.Clean(*dir)}
+	d.keys = filepath.Join(d.dir, "keys")
 	if d.model, err = findModel(*model); err != nil {
 		return err
 	}
@@ -164,26 +168,13 @@ func (d *demo) makeKeys() error {
 // makeTokens reads the bearer token of each role from DIR/tokens, making a
 // random one on the first run.
 func (d *demo) makeTokens() error {
-	dir := filepath.Join(d.dir, "tokens")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(d.dir, "tokens"), 0o700); err != nil {
 		return fmt.Errorf("demo tokens: %w", err)
 	}
 	d.tokens = map[string]string{}
-	for _, role := range []string{RoleKiosk, RoleAuditor, RoleOperator} {
-		path := filepath.Join(dir, role+".token")
-		secret := make([]byte, 32)
-		rand.Read(secret) // never fails (crypto/rand)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		switch {
-		case err == nil:
-			_, err = fmt.Fprintln(f, hex.EncodeToString(secret))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("demo tokens: %w", err)
-			}
-		case !errors.Is(err, os.ErrExist):
+	for _, role := range demoRoles {
+		path := d.tokenFile(role)
+		if err := newTokenFile(path); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("demo tokens: %w", err)
 		}
 		tok, err := readSecretFile("demo tokens", path)
@@ -197,6 +188,19 @@ func (d *demo) makeTokens() error {
 
 func (d *demo) tokenFile(role string) string {
 	return filepath.Join(d.dir, "tokens", role+".token")
+}
+
+// newTokenFile writes a random bearer token (as `openssl rand -hex 32`)
+// into a new file of mode 0600; os.ErrExist when there is one.
+func newTokenFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret) // never fails (crypto/rand)
+	_, err = fmt.Fprintln(f, hex.EncodeToString(secret))
+	return errors.Join(err, f.Close())
 }
 
 // chooseSource picks the camera: --source when given, else the first webcam
@@ -342,7 +346,7 @@ func (d *demo) config(listen string) Config {
 	}
 	cfg.MQTT.URL = "tcp://" + d.broker
 	cfg.HTTP.Listen = listen
-	for _, role := range []string{RoleKiosk, RoleAuditor, RoleOperator} {
+	for _, role := range demoRoles {
 		cfg.HTTP.Tokens = append(cfg.HTTP.Tokens, TokenRef{Role: role, TokenFile: d.tokenFile(role)})
 	}
 	return cfg

@@ -341,7 +341,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s holds %q, the printed URL %q", path, got, tok)
 		}
 	}
-	for _, role := range []string{RoleKiosk, RoleAuditor, RoleOperator} {
+	for _, role := range demoRoles {
 		fi, err := os.Stat(filepath.Join(dir, "tokens", role+".token"))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s token file: %v, mode %v; want mode 0600", role, err, fi.Mode().Perm())
@@ -514,7 +514,7 @@ func TestDemoUsage(t *testing.T) {
 			if got := m.ExitCode(err); got != tc.code {
 				t.Errorf("exit %d (%v), want %d\n%s", got, err, tc.code, out.String())
 			}
-			if tc.code == 0 && !errors.Is(err, flag.ErrHelp) || tc.code == 0 && !strings.Contains(out.String(), "consentcam demo [--dir DIR]") {
+			if tc.code == 0 && (!errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "consentcam demo [--dir DIR]")) {
 				t.Errorf("-h: %v, printed:\n%s", err, out.String())
 			}
 		})
