@@ -16,8 +16,8 @@ import (
 // write and read back), calling draw to paint each frame. The frame given
 // to draw is reused: draw paints all of it.
 //
-// Like everything this package writes, the clip holds only pictures its
-// caller made (a still, a test scene), never a frame from a camera.
+// The clip holds only what draw paints (a still, a test scene): this package
+// never writes a frame a camera gave.
 func WriteClip(path string, size image.Point, fps float64, frames int, draw func(i int, frame *gocv.Mat)) (err error) {
 	if size.X <= 0 || size.Y <= 0 || fps <= 0 || frames <= 0 {
 		return fmt.Errorf("opencv: clip %s: size %v, fps %v and frames %d must be positive", path, size, fps, frames)
@@ -83,7 +83,7 @@ var stillWall = gocv.NewScalar(150, 160, 170, 0)
 // WriteStillClip writes a looping scene made from one still picture of a
 // person (JPEG, PNG or any image OpenCV decodes), for a demo without a
 // camera: MJPG in AVI, as WriteClip. The still, scaled to fit the frame on a
-// plain wall, sways a few pixels so that no two frames are alike; then the
+// plain wall, sways by a few pixels so that the picture moves; then the
 // person walks out of view, stays away for a while and walks back, so each
 // loop shows both a face and nobody. Played with SourceOptions.Loop, the
 // last frame leads smoothly into the first.

@@ -343,8 +343,11 @@ func TestDemo(t *testing.T) {
 	}
 	for _, role := range demoRoles {
 		fi, err := os.Stat(filepath.Join(dir, "tokens", role+".token"))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s token file: %v, mode %v; want mode 0600", role, err, fi.Mode().Perm())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s token file: mode %v, want 0600", role, got)
 		}
 	}
 
