@@ -373,7 +373,9 @@ func (d *demo) printStarted(w io.Writer, a *agent.Agent) {
 	row("HTTP API:", base+"/v1/notice (also /healthz, /metrics); bearer tokens in "+filepath.Join(d.dir, "tokens")+"/")
 	row("", fmt.Sprintf(`curl -H "Authorization: Bearer $(cat %s)" '%s/v1/audit'`, d.tokenFile(RoleAuditor), base))
 	row("MQTT broker:", d.broker+", topics "+a.MQTT.TopicPrefix+"/…")
-	row("", fmt.Sprintf("mosquitto_sub -h %s -p %s -t 'consentcam/#' -v", host, port))
+	// MQTT 5: the broker says goodbye when it stops, which a 3.1.1 client
+	// takes for a protocol error.
+	row("", fmt.Sprintf("mosquitto_sub -V mqttv5 -h %s -p %s -t 'consentcam/#' -v", host, port))
 	row("Camera:", d.camera)
 	row("Face detector:", detector)
 	row("State (keys, tokens, log):", d.dir+"/ (kept for the next run)")

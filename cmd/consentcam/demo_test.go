@@ -67,7 +67,7 @@ type demoRun struct {
 var (
 	kioskURLRE = regexp.MustCompile(`(http://\S+)/kiosk/#token=([0-9a-f]+)`)
 	auditURLRE = regexp.MustCompile(`/kiosk/audit#token=([0-9a-f]+)`)
-	mqttLineRE = regexp.MustCompile(`mosquitto_sub -h (\S+) -p (\d+) -t 'consentcam/#' -v`)
+	mqttLineRE = regexp.MustCompile(`mosquitto_sub -V mqttv5 -h (\S+) -p (\d+) -t 'consentcam/#' -v`)
 )
 
 // startDemo runs the demo with args until it says how to stop it, and
