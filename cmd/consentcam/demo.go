@@ -19,6 +19,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/capture/opencv"
@@ -142,6 +143,9 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
 	daemon, err := OpenDaemon(cfg, logger)
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("another consentcam demo has %s open: stop it, or give this one another --dir (%w)", d.dir, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -351,6 +351,14 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
+	// A second demo in the same directory says the first has it.
+	var second bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &second, Stderr: &second}
+	err := m.Run(context.Background(), []string{"demo", "--dir", dir, "--http", "127.0.0.1:0", "--source", "scene", "--model", model})
+	if err == nil || !strings.Contains(err.Error(), "another consentcam demo has "+dir+" open") {
+		t.Errorf("a second demo in the same directory: %v, want a message naming the first\n%s", err, second.String())
+	}
+
 	// The broker it printed holds the agent's retained availability and
 	// notice.
 	sub := listen(t, r.broker, "demo-test-1")
