@@ -3,8 +3,11 @@
 GO       ?= go
 BIN      ?= bin/consentcam
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-# Debian packages the build and the tests need.
-APT_PACKAGES := pkg-config libopencv-dev opencv-data mosquitto mosquitto-clients chromium
+# Debian packages: what building and running need (mosquitto-clients for
+# watching the bus), and what the tests add (the broker they run, the browser
+# they drive).
+RUN_PACKAGES  := pkg-config libopencv-dev opencv-data mosquitto-clients
+TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # How many inputs each fuzz target tries in `make fuzz` (`make test` runs them
 # briefly). Counts, not durations: with a duration, go1.26's fuzz coordinator
@@ -13,13 +16,21 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 1000000x
 TEST_FUZZTIME ?= 100000x
 
-.PHONY: all deps build demo test lint bench fuzz clean
+.PHONY: all deps test-deps apt build demo test lint bench fuzz clean
 
 all: build
 
-## deps: install the Debian packages above that are missing (apt-get).
+## deps: install the Debian packages building and running need (apt-get).
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory apt PACKAGES="$(RUN_PACKAGES)"
+
+## test-deps: the same, and those the tests need.
+test-deps:
+	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_PACKAGES)"
+
+# apt: install those of PACKAGES that are missing.
+apt:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
@@ -35,7 +46,7 @@ demo: build
 	$(BIN) demo
 
 ## test: gofmt check, go vet, every test with the race detector, then each fuzz target briefly.
-test: deps
+test: test-deps
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
@@ -44,13 +55,13 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 ## lint: gofmt, go vet and staticcheck.
-lint: deps
+lint: test-deps
 	@bad=$$(gofmt -l .); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
 
 ## bench: every benchmark, once, with memory figures (see docs/BENCHMARKS.md).
-bench: deps
+bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## fuzz: each fuzz target for FUZZTIME (seeds live in each package's testdata/fuzz).

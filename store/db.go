@@ -14,6 +14,7 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -29,6 +30,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrClosed: the DB is not open.
 	ErrClosed = errors.New("store closed")
+	// ErrLocked: another process has the file open (bbolt allows one
+	// writer process); Open gave up after a second.
+	ErrLocked = errors.New("store file in use by another process")
 )
 
 // Bucket names. Index keys are built by the functions of keys.go.
@@ -158,6 +162,9 @@ func (db *DB) validate() error {
 // db.mu must be held for writing.
 func (db *DB) openBolt() error {
 	b, err := bbolt.Open(db.path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("open store %s: %w", db.path, ErrLocked)
+	}
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", db.path, err)
 	}

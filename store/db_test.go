@@ -55,9 +55,13 @@ func TestOpen(t *testing.T) {
 	t.Run("Locked", func(t *testing.T) {
 		db, clock := MustOpenDB(t)
 		second := NewTestDB(db.Path(), clock)
-		if err := second.Open(); err == nil {
+		err := second.Open()
+		if err == nil {
 			second.Close()
 			t.Fatal("a second DB opened the file in use")
+		}
+		if !errors.Is(err, store.ErrLocked) {
+			t.Errorf("err = %v, want ErrLocked", err)
 		}
 	})
 

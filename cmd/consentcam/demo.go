@@ -19,11 +19,11 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
 )
 
 // demoVisitor is the still the demo's scene is made of when there is no
@@ -143,7 +143,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
 	daemon, err := OpenDaemon(cfg, logger)
-	if errors.Is(err, bolterrors.ErrTimeout) {
+	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("another consentcam demo has %s open: stop it, or give this one another --dir (%w)", d.dir, err)
 	}
 	if err != nil {
