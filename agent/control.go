@@ -54,7 +54,6 @@ type revokeResult struct {
 // window is the open capture window of one visit.
 type window struct {
 	c          *consent.Consent
-	opened     time.Time
 	timer      *time.Timer
 	acc        *capture.Window
 	nextDetect time.Time
@@ -178,20 +177,19 @@ func (c *control) openNext() {
 	}
 	a := c.a
 	cs := c.queue[0]
-	c.queue = c.queue[1:]
-	now := a.Now()
 	opened := consentEvent(store.EventWindowOpened, cs)
 	opened.Detail = map[string]any{"window": a.Window.String()}
 	if err := a.append(opened); err != nil {
-		// Without its audit event the window must not open.
+		// Without its audit event the window must not open; the visit
+		// stays first in the queue and is tried again.
 		a.Logger.Error("open window", logKeyVisit, cs.Visit, logKeyError, err)
 		return
 	}
+	c.queue = c.queue[1:]
 	c.win = &window{
-		c:      cs,
-		opened: now,
-		timer:  time.NewTimer(a.Window),
-		acc:    capture.NewWindow(a.Rules),
+		c:     cs,
+		timer: time.NewTimer(a.Window),
+		acc:   capture.NewWindow(a.Rules),
 	}
 	a.windowOpen.Store(true)
 	a.metrics.windowsOpen.Set(1)
