@@ -201,11 +201,26 @@ type decoder struct {
 	err error
 }
 
-func (d *decoder) uvarint() uint64 {
+// take returns the next n bytes, nil after an error.
+func (d *decoder) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errTruncated
+		return nil
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	return b
+}
+
+// decodeVarint reads a varint with read (binary.Uvarint or binary.Varint).
+func decodeVarint[T uint64 | int64](d *decoder, read func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := read(d.b)
 	if n <= 0 {
 		d.err = errTruncated
 		return 0
@@ -214,21 +229,10 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errTruncated
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *decoder) uvarint() uint64 { return decodeVarint(d, binary.Uvarint) }
 
 func (d *decoder) int() int {
-	v := d.varint()
+	v := decodeVarint(d, binary.Varint)
 	if int64(int(v)) != v {
 		d.err = fmt.Errorf("integer %d out of range", v)
 		return 0
@@ -236,31 +240,14 @@ func (d *decoder) int() int {
 	return int(v)
 }
 
-func (d *decoder) time() time.Time { return time.Unix(0, d.varint()).UTC() }
+func (d *decoder) time() time.Time { return time.Unix(0, decodeVarint(d, binary.Varint)).UTC() }
 
 func (d *decoder) uint64() uint64 {
-	if d.err != nil {
+	b := d.take(8)
+	if b == nil {
 		return 0
 	}
-	if len(d.b) < 8 {
-		d.err = errTruncated
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
+	return binary.BigEndian.Uint64(b)
 }
 
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errTruncated
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
+func (d *decoder) string() string { return string(d.take(d.uvarint())) }
