@@ -241,11 +241,12 @@ func (l *stringList) Set(s string) error {
 	return nil
 }
 
-// newFlagSet returns the flag set of a subcommand. Its usage text goes to
-// stderr on -h and on a mistake; the flag package's own messages are
-// dropped, since parseFlags returns them as the usage error.
+// newFlagSet returns the flag set of a subcommand, named as errors name it
+// ("token consent"). Its usage text goes to stderr on -h and on a mistake;
+// the flag package's own messages are dropped, since parseFlags returns them
+// as the usage error.
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("consentcam "+name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	return fs
@@ -258,11 +259,11 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usagef("%s: %v", strings.TrimPrefix(fs.Name(), "consentcam "), err)
+		return usagef("%s: %v", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return usagef("%s: unexpected argument %q", strings.TrimPrefix(fs.Name(), "consentcam "), fs.Arg(0))
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
 }
@@ -272,7 +273,7 @@ func required(fs *flag.FlagSet, names ...string) error {
 	for _, name := range names {
 		if fs.Lookup(name).Value.String() == "" {
 			fs.Usage()
-			return usagef("%s: --%s is required", strings.TrimPrefix(fs.Name(), "consentcam "), name)
+			return usagef("%s: --%s is required", fs.Name(), name)
 		}
 	}
 	return nil
