@@ -292,10 +292,13 @@ func (tx *Tx) wipe() {
 }
 
 // RecordCount is the number of records stored.
-func (db *DB) RecordCount() (int, error) {
+func (db *DB) RecordCount() (int, error) { return db.counter(metaRecords) }
+
+// counter reads a counter of the meta bucket.
+func (db *DB) counter(key []byte) (int, error) {
 	var n uint64
 	err := db.boltTx(false, func(btx *bbolt.Tx) error {
-		n = getUint64(btx.Bucket(bucketMeta), metaRecords)
+		n = getUint64(btx.Bucket(bucketMeta), key)
 		return nil
 	})
 	return int(n), err

@@ -62,11 +62,4 @@ func (db *DB) Ack(seqs ...uint64) error {
 }
 
 // PendingCount is the number of events not yet acknowledged.
-func (db *DB) PendingCount() (int, error) {
-	var n uint64
-	err := db.boltTx(false, func(btx *bbolt.Tx) error {
-		n = getUint64(btx.Bucket(bucketMeta), metaPending)
-		return nil
-	})
-	return int(n), err
-}
+func (db *DB) PendingCount() (int, error) { return db.counter(metaPending) }
