@@ -78,7 +78,7 @@ func TestUsage(t *testing.T) {
 		{"token consent help", []string{"token", "consent", "--help"}, 0, "--notice HASH"},
 		{"token revoke help", []string{"token", "revoke", "--help"}, 0, "--reason R"},
 		{"notice help", []string{"notice", "--help"}, 0, "--config FILE"},
-		{"version help", []string{"version", "--help"}, 0, ""},
+		{"version help", []string{"version", "--help"}, 0, "consentcam version"},
 
 		{"keys alone", []string{"keys"}, 2, "say gen"},
 		{"keys unknown", []string{"keys", "rotate"}, 2, `unknown command "rotate"`},
@@ -88,6 +88,8 @@ func TestUsage(t *testing.T) {
 		{"token alone", []string{"token"}, 2, "say consent or revoke"},
 		{"token unknown", []string{"token", "refresh"}, 2, `unknown command "refresh"`},
 		{"notice without config", []string{"notice", "--hash"}, 2, "--config is required"},
+		{"version with an argument", []string{"version", "now"}, 2, `unexpected argument "now"`},
+		{"version unknown flag", []string{"version", "--short"}, 2, "flag provided but not defined: -short"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := runArgs(t, tt.args...)

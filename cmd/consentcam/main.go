@@ -110,23 +110,26 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "token":
 		return (&TokenCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "version":
-		return (&VersionCommand{Stdout: m.Stdout}).Run(ctx, args)
+		return (&VersionCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	default:
 		return usagef("unknown command %q", cmd)
 	}
 }
 
+const versionUsage = `Print the version.
+
+Usage:
+
+	consentcam version
+`
+
 // VersionCommand prints the version.
-type VersionCommand struct{ Stdout io.Writer }
+type VersionCommand struct{ Stdout, Stderr io.Writer }
 
 // Run prints the version.
 func (c *VersionCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("consentcam version", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(newFlagSet("version", versionUsage, c.Stderr), args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("version takes no arguments")
 	}
 	fmt.Fprintf(c.Stdout, "consentcam %s\n", Version)
 	return nil
