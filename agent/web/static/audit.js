@@ -3,11 +3,11 @@
 // nothing.
 'use strict';
 
-const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = 'consentcam.auditor-token';
 const KEEP = 500; // rows shown
 const FIRST = 200; // events shown from before the page opened
 
-let token = takeToken(sessionStorage, 'auditor');
+let token = takeToken(sessionStorage, TOKEN_KEY);
 let last = -1; // seq of the newest event shown
 let running = false;
 
@@ -16,19 +16,19 @@ $('login').addEventListener('submit', (ev) => {
   token = $('token').value.trim();
   $('token').value = '';
   if (token) {
-    sessionStorage.setItem('consentcam.auditor-token', token);
+    sessionStorage.setItem(TOKEN_KEY, token);
     start();
   }
 });
 
 $('forget').addEventListener('click', () => {
-  sessionStorage.removeItem('consentcam.auditor-token');
+  sessionStorage.removeItem(TOKEN_KEY);
   location.reload();
 });
 
 function denied(e) {
   if (e.status === 401 || e.status === 403) {
-    sessionStorage.removeItem('consentcam.auditor-token');
+    sessionStorage.removeItem(TOKEN_KEY);
     running = false;
     show('log', false);
     show('login', true);

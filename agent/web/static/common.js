@@ -5,17 +5,16 @@
 const LANGS = ['en', 'zh-Hans'];
 const LANG_KEY = 'consentcam.lang';
 
-// h builds an element: h('p', {class: 'x'}, 'text', child, [more]).
+const $ = (id) => document.getElementById(id);
+
+// h builds an element: h('p', {class: 'x'}, 'text', child, [more]). An
+// attribute or a child that is null or undefined is left out.
 function h(tag, attrs, ...children) {
   const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === false || v == null) continue;
-    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v === true ? '' : v);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v != null) e.setAttribute(k, v);
   }
-  for (const c of children.flat(Infinity)) {
-    if (c != null) e.append(c instanceof Node ? c : String(c));
-  }
+  e.append(...children.flat(Infinity).filter((c) => c != null));
   return e;
 }
 
@@ -28,7 +27,7 @@ function setLang(lang) {
   if (!LANGS.includes(lang)) lang = 'en';
   document.documentElement.lang = lang;
   localStorage.setItem(LANG_KEY, lang);
-  const b = document.getElementById('lang');
+  const b = $('lang');
   if (b) {
     // The switch is written in the language it switches to.
     const other = lang === 'en' ? 'zh-Hans' : 'en';
@@ -41,15 +40,21 @@ function setLang(lang) {
 setLang(localStorage.getItem(LANG_KEY) ||
   ((navigator.language || '').toLowerCase().startsWith('zh') ? 'zh-Hans' : 'en'));
 
+// fromAddress returns the value of name given in the address (#name=…),
+// or null, and strips the fragment so that the value stays in neither the
+// history nor the screen.
+function fromAddress(name) {
+  const m = new RegExp('(?:^#|&)' + name + '=([^&]*)').exec(location.hash);
+  if (!m) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  return decodeURIComponent(m[1]);
+}
+
 // takeToken moves a bearer token given in the address (#token=…) into the
-// storage, strips it from the address, and returns the stored token.
-function takeToken(storage, name) {
-  const key = 'consentcam.' + name + '-token';
-  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-  if (m) {
-    storage.setItem(key, decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + location.search);
-  }
+// storage under key, and returns the stored token.
+function takeToken(storage, key) {
+  const given = fromAddress('token');
+  if (given !== null) storage.setItem(key, given);
   return storage.getItem(key) || '';
 }
 
@@ -84,12 +89,12 @@ async function api(method, path, {token, body} = {}) {
 }
 
 function show(id, on) {
-  document.getElementById(id).hidden = !on;
+  $(id).hidden = !on;
 }
 
 // showError puts a message in the page's alert region (null clears it).
 function showError(msg) {
-  const e = document.getElementById('error');
+  const e = $('error');
   e.replaceChildren(...(msg ? [msg].flat() : []));
   e.hidden = !msg;
 }

@@ -3,7 +3,7 @@
 'use strict';
 
 // The tablet is given the kiosk token once, as #token=… in the address.
-const token = takeToken(localStorage, 'kiosk');
+const token = takeToken(localStorage, 'consentcam.kiosk-token');
 
 let notice = null; // the hashed notice, as /v1/notice serves it
 let extra = null; // /kiosk/api/notice: the window's length and the Chinese
@@ -29,8 +29,6 @@ const SKIPPED = {
   'encode-failed': ['Nothing was saved: the picture could not be processed.',
     '没有保存任何照片：照片无法处理。'],
 };
-
-const $ = (id) => document.getElementById(id);
 
 // zhOr shows a sentence of the notice with its Chinese, or in English when
 // the box has no translation of it.

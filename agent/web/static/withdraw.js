@@ -2,13 +2,8 @@
 // The code may come in the address (#code=…, from the receipt's QR code).
 'use strict';
 
-const $ = (id) => document.getElementById(id);
-
-const m = /(?:^#|&)code=([^&]*)/.exec(location.hash);
-if (m) {
-  $('code').value = decodeURIComponent(m[1]);
-  history.replaceState(null, '', location.pathname + location.search);
-}
+const given = fromAddress('code');
+if (given !== null) $('code').value = given;
 
 $('withdraw').addEventListener('submit', async (ev) => {
   ev.preventDefault();
