@@ -252,72 +252,68 @@ func (db *DB) Events(from uint64, limit int) ([][]byte, error) {
 	return evs, err
 }
 
-// readTree runs fn with the committed tree size in a read transaction.
-func (db *DB) readTree(fn func(btx *bbolt.Tx, size uint64) error) error {
+// readTree runs fn in a read transaction once it made sure the log has at
+// least size events.
+func (db *DB) readTree(size uint64, fn func(btx *bbolt.Tx) error) error {
 	return db.boltTx(false, func(btx *bbolt.Tx) error {
-		return fn(btx, getUint64(btx.Bucket(bucketMeta), metaSize))
+		if n := getUint64(btx.Bucket(bucketMeta), metaSize); size > n {
+			return fmt.Errorf("size %d, the log has %d events", size, n)
+		}
+		return fn(btx)
 	})
 }
 
 // Root returns the root hash of the tree of the first size events.
 func (db *DB) Root(size uint64) ([]byte, error) {
 	var root []byte
-	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
-		if size > n {
-			return fmt.Errorf("root of size %d: the log has %d events", size, n)
-		}
+	err := db.readTree(size, func(btx *bbolt.Tx) error {
 		r, err := readRange(btx, size)
-		if err != nil {
-			return fmt.Errorf("root of size %d: %w", size, err)
+		if err == nil {
+			root, err = rootOf(r)
 		}
-		root, err = rootOf(r)
 		return err
 	})
-	return root, err
+	if err != nil {
+		return nil, fmt.Errorf("root of size %d: %w", size, err)
+	}
+	return root, nil
 }
 
 // InclusionProof returns the RFC 6962 proof that event seq is in the tree of
 // size events.
 func (db *DB) InclusionProof(seq, size uint64) ([][]byte, error) {
-	var hashes [][]byte
-	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
-		if size > n {
-			return fmt.Errorf("inclusion proof: size %d, the log has %d events", size, n)
-		}
-		nodes, err := proof.Inclusion(seq, size)
-		if err != nil {
-			return fmt.Errorf("inclusion proof: %w", err)
-		}
-		hashes, err = rehash(btx, nodes)
-		return err
-	})
-	return hashes, err
+	nodes, err := proof.Inclusion(seq, size)
+	if err != nil {
+		return nil, fmt.Errorf("inclusion proof: %w", err)
+	}
+	return db.proofHashes("inclusion proof", size, nodes)
 }
 
 // ConsistencyProof returns the RFC 6962 proof that the tree of size from is
 // a prefix of the tree of size to.
 func (db *DB) ConsistencyProof(from, to uint64) ([][]byte, error) {
-	var hashes [][]byte
-	err := db.readTree(func(btx *bbolt.Tx, n uint64) error {
-		if to > n {
-			return fmt.Errorf("consistency proof: size %d, the log has %d events", to, n)
-		}
-		nodes, err := proof.Consistency(from, to)
-		if err != nil {
-			return fmt.Errorf("consistency proof: %w", err)
-		}
-		hashes, err = rehash(btx, nodes)
-		return err
-	})
-	return hashes, err
+	nodes, err := proof.Consistency(from, to)
+	if err != nil {
+		return nil, fmt.Errorf("consistency proof: %w", err)
+	}
+	return db.proofHashes("consistency proof", to, nodes)
 }
 
-func rehash(btx *bbolt.Tx, nodes proof.Nodes) ([][]byte, error) {
-	hashes, err := readNodes(btx, nodes.IDs)
+// proofHashes returns the hashes of a proof's nodes in the tree of size
+// events.
+func (db *DB) proofHashes(what string, size uint64, nodes proof.Nodes) ([][]byte, error) {
+	var hashes [][]byte
+	err := db.readTree(size, func(btx *bbolt.Tx) error {
+		h, err := readNodes(btx, nodes.IDs)
+		if err == nil {
+			hashes, err = nodes.Rehash(h, hasher.HashChildren)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return nodes.Rehash(hashes, hasher.HashChildren)
+	return hashes, nil
 }
 
 // Checkpoint is a signed statement of the tree: a C2SP tlog-checkpoint note.
