@@ -83,7 +83,7 @@ func scanPrefix(b *bbolt.Bucket, name string) []string {
 	p := prefix(name)
 	var ids []string
 	c := b.Cursor()
-	for k, _ := c.Seek(p); k != nil && len(k) > len(p) && string(k[:len(p)]) == string(p); k, _ = c.Next() {
+	for k, _ := c.Seek(p); idUnder(k, p); k, _ = c.Next() {
 		ids = append(ids, string(k[len(p):]))
 	}
 	return ids
@@ -93,8 +93,11 @@ func scanPrefix(b *bbolt.Bucket, name string) []string {
 func hasPrefix(b *bbolt.Bucket, name string) bool {
 	p := prefix(name)
 	k, _ := b.Cursor().Seek(p)
-	return k != nil && len(k) > len(p) && string(k[:len(p)]) == string(p)
+	return idUnder(k, p)
 }
+
+// idUnder reports whether k is the key of an id under prefix p.
+func idUnder(k, p []byte) bool { return len(k) > len(p) && bytes.HasPrefix(k, p) }
 
 // has reports whether key is in b. (Get cannot tell a missing key from one
 // with an empty value, which is what index entries have.)
