@@ -214,11 +214,12 @@ func TestTokenRevoke(t *testing.T) {
 		name string
 		args []string
 		want consent.Revoke
+		ttl  time.Duration
 	}{
 		{"subject", []string{"--camera", "entrance-1", "--subject", "v-7f3a9c"},
-			consent.Revoke{Subject: "v-7f3a9c", Reason: "consent withdrawn", Audience: "consentcam:office-07/entrance-1"}},
+			consent.Revoke{Subject: "v-7f3a9c", Reason: "consent withdrawn", Audience: "consentcam:office-07/entrance-1"}, 5 * time.Minute},
 		{"visit, with a reason", []string{"--visit", "visit-42", "--reason", "captured by mistake", "--ttl", "1m"},
-			consent.Revoke{Visit: "visit-42", Reason: "captured by mistake", Audience: "consentcam:office-07"}},
+			consent.Revoke{Visit: "visit-42", Reason: "captured by mistake", Audience: "consentcam:office-07"}, time.Minute},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, stderr, code := runArgs(t, append(base, tt.args...)...)
@@ -230,14 +231,10 @@ func TestTokenRevoke(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ttl := 5 * time.Minute
-			if tt.want.Visit != "" {
-				ttl = time.Minute
-			}
 			want := tt.want
 			want.Issuer, want.KeyID, want.JTI = "consentcam-cli", "ops-1", got.JTI
 			want.IssuedAt = issuedAt(t, tok)
-			want.Expires = want.IssuedAt.Add(ttl)
+			want.Expires = want.IssuedAt.Add(tt.ttl)
 			if got.JTI == "" || !reflect.DeepEqual(*got, want) {
 				t.Errorf("got  %+v\nwant %+v", *got, want)
 			}
