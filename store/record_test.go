@@ -341,8 +341,12 @@ func TestCompact(t *testing.T) {
 	if stats.Before <= 0 || stats.After <= 0 || stats.After > stats.Before {
 		t.Errorf("Compact sizes: %+v", stats)
 	}
-	if fi, err := os.Stat(db.Path()); err != nil || fi.Size() != stats.After {
-		t.Errorf("file size %v (%v), Compact said %d", fi.Size(), err, stats.After)
+	fi, err := os.Stat(db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != stats.After {
+		t.Errorf("file size %d, Compact said %d", fi.Size(), stats.After)
 	}
 
 	files, err := os.ReadDir(filepath.Dir(db.Path()))
