@@ -233,11 +233,7 @@ func purposes(r *store.Record) []string {
 // FaceJPEG is a real JPEG face crop from testdata.
 func FaceJPEG(tb testing.TB) []byte {
 	tb.Helper()
-	b, err := os.ReadFile(testenv.Face(tb, "webcam-portrait.jpg"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
+	return MustRead(tb, testenv.Face(tb, "webcam-portrait.jpg"))
 }
 
 // MustRead returns the raw bytes of a file.
