@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -234,22 +234,20 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, prefix string) error {
 	switch {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := map[string]reflect.Type{}
-		var names []string
 		for i := 0; i < t.NumField(); i++ {
 			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 			if tag != "" && tag != "-" {
 				fields[tag] = t.Field(i).Type
-				names = append(names, tag)
 			}
 		}
-		sort.Strings(names)
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
+				known := strings.Join(slices.Sorted(maps.Keys(fields)), ", ")
 				return &ConfigError{File: file, Line: k.Line, Field: prefix + k.Value,
-					Msg: fmt.Sprintf("unknown key (known here: %s)", strings.Join(names, ", "))}
+					Msg: fmt.Sprintf("unknown key (known here: %s)", known)}
 			}
 			if seen[k.Value] {
 				return &ConfigError{File: file, Line: k.Line, Field: prefix + k.Value, Msg: "key given twice"}
