@@ -19,10 +19,11 @@ import (
 	"github.com/consentcam/consentcam/capture"
 )
 
-// YuNet detects faces with OpenCV's FaceDetectorYN and a fixed-size YuNet
-// ONNX model. Frames are resized (not letterboxed) to the model's input, and
-// boxes mapped back to the frame. It is safe for concurrent use; calls are
-// serialised.
+// YuNet detects faces with a fixed-size YuNet ONNX model, run by the shim
+// with cv::dnn and decoded as OpenCV 4.6's FaceDetectorYN does (which it does
+// not call: see shim.cpp). Frames are resized (not letterboxed) to the
+// model's input, and boxes mapped back to the frame. It is safe for
+// concurrent use; calls are serialised.
 type YuNet struct {
 	mu   sync.Mutex
 	p    *C.cc_yunet
