@@ -54,36 +54,33 @@ func onnxInputSize(model []byte) (image.Point, error) {
 // for a dimension without a fixed value.
 func inputDims(valueInfo []byte) ([]int64, error) {
 	var dims []int64
-	err := protoFields(valueInfo, func(num, wire int, v []byte, _ uint64) error {
-		if num != 2 || wire != wireBytes { // type
-			return nil
-		}
-		return protoFields(v, func(num, wire int, v []byte, _ uint64) error {
-			if num != 1 || wire != wireBytes { // tensor_type
-				return nil
+	// type (2) → tensor_type (1) → shape (2) → dim (1)
+	err := protoEach(valueInfo, []int{2, 1, 2, 1}, func(dim []byte) error {
+		d := int64(-1)
+		err := protoFields(dim, func(num, wire int, _ []byte, x uint64) error {
+			if num == 1 && wire == wireVarint { // dim_value
+				d = int64(x)
 			}
-			return protoFields(v, func(num, wire int, v []byte, _ uint64) error {
-				if num != 2 || wire != wireBytes { // shape
-					return nil
-				}
-				return protoFields(v, func(num, wire int, v []byte, _ uint64) error {
-					if num != 1 || wire != wireBytes { // dim
-						return nil
-					}
-					d := int64(-1)
-					err := protoFields(v, func(num, wire int, _ []byte, x uint64) error {
-						if num == 1 && wire == wireVarint { // dim_value
-							d = int64(x)
-						}
-						return nil
-					})
-					dims = append(dims, d)
-					return err
-				})
-			})
+			return nil
 		})
+		dims = append(dims, d)
+		return err
 	})
 	return dims, err
+}
+
+// protoEach calls fn with each message reached from b through the
+// length-delimited fields numbered path, one number per level.
+func protoEach(b []byte, path []int, fn func(v []byte) error) error {
+	if len(path) == 0 {
+		return fn(b)
+	}
+	return protoFields(b, func(num, wire int, v []byte, _ uint64) error {
+		if num != path[0] || wire != wireBytes {
+			return nil
+		}
+		return protoEach(v, path[1:], fn)
+	})
 }
 
 // Protobuf wire types.
