@@ -445,7 +445,7 @@ func NewCheckpointVerifier(origin string, pub ed25519.PublicKey) (note.Verifier,
 	return v, nil
 }
 
-// ParsedCheckpoint is the body of a checkpoint note.
+// parsedCheckpoint is the body of a checkpoint note.
 type parsedCheckpoint struct {
 	origin string
 	size   uint64
