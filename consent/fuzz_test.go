@@ -175,7 +175,7 @@ func fuzzSeeds(t *testing.T) map[string][]seed {
 			{"valid-site-wide-minor", sc(with(c, map[string]any{"aud": []string{"consentcam:office-07"}, "minor": true, "guardian": true})), false, ""},
 			{"too-large", sc(with(c, map[string]any{"pad": string(bytes.Repeat([]byte{'x'}, 9<<10))})), false, consent.ReasonTooLarge},
 			{"malformed-base64", append(bytes.Clone(good[:20]), append([]byte{'!'}, good[21:]...)...), false, consent.ReasonMalformed},
-			{"malformed-duplicate", rawToken(issuerKey, `{"alg":"EdDSA","typ":"consent+jwt","kid":"kiosk-1"}`, `{"aud":"a","aud":"b"}`), true, consent.ReasonMalformed},
+			{"malformed-duplicate", rawToken(issuerKey, consentHeaderJSON, `{"aud":"a","aud":"b"}`), true, consent.ReasonMalformed},
 			{"wrong-type", sr(r), false, consent.ReasonWrongType},
 			{"alg-none", token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, consentHeader, c), false, consent.ReasonBadSignature},
 			{"hs256", token(t, jwt.SigningMethodHS256, []byte(public(issuerKey)), consentHeader, c), false, consent.ReasonBadSignature},

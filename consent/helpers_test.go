@@ -107,6 +107,10 @@ func revokeClaims() map[string]any {
 var consentHeader = map[string]any{"typ": "consent+jwt", "kid": "kiosk-1"}
 var revokeHeader = map[string]any{"typ": "revoke+jwt", "kid": "ops-1"}
 
+// consentHeaderJSON is the header of a consent token as literal JSON, for
+// rawToken.
+const consentHeaderJSON = `{"alg":"EdDSA","typ":"consent+jwt","kid":"kiosk-1"}`
+
 // absent, as a value in with, removes the member.
 var absent = &struct{}{}
 
@@ -129,13 +133,7 @@ func with(m map[string]any, changes map[string]any) map[string]any {
 func token(tb testing.TB, method jwt.SigningMethod, key any, header, claims map[string]any) []byte {
 	tb.Helper()
 	t := jwt.NewWithClaims(method, jwt.MapClaims(claims))
-	for k, v := range header {
-		if v == absent {
-			delete(t.Header, k)
-		} else {
-			t.Header[k] = v
-		}
-	}
+	t.Header = with(t.Header, header)
 	s, err := t.SignedString(key)
 	if err != nil {
 		tb.Fatal(err)
