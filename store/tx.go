@@ -370,7 +370,7 @@ func (tx *Tx) Spend(jti string, until time.Time) error {
 	}
 	spent := tx.bucket(bucketSpent)
 	if v := spent.Get([]byte(jti)); v != nil {
-		if bytes.Compare(timeKey(tx.db.Now()), v) < 0 {
+		if remembered(v, tx.db.Now()) {
 			return fmt.Errorf("spend %q: %w", jti, ErrReplayed)
 		}
 		if err := tx.bucket(bucketSpentExp).Delete(append(bytes.Clone(v), jti...)); err != nil {
@@ -410,9 +410,14 @@ func (tx *Tx) forgetSpent(now time.Time) (int, error) {
 func (db *DB) Spent(jti string) (bool, error) {
 	var spent bool
 	err := db.View(func(tx *Tx) error {
-		v := tx.bucket(bucketSpent).Get([]byte(jti))
-		spent = v != nil && bytes.Compare(timeKey(db.Now()), v) < 0
+		spent = remembered(tx.bucket(bucketSpent).Get([]byte(jti)), db.Now())
 		return nil
 	})
 	return spent, err
+}
+
+// remembered reports whether a spent token id stored with until (a time key,
+// nil for none) is not yet past its time at now.
+func remembered(until []byte, now time.Time) bool {
+	return until != nil && bytes.Compare(timeKey(now), until) < 0
 }
