@@ -18,8 +18,6 @@ type Candidate struct {
 	Image *image.RGBA
 	// Quality ranks candidates: Score × size factor × sharpness factor, in [0, 1].
 	Quality float64
-	// Sharpness is the variance of the Laplacian of the gray face box.
-	Sharpness float64
 }
 
 // Window keeps the best qualifying face of one capture window. It is not
@@ -89,7 +87,7 @@ func (w *Window) Offer(f Frame, faces []Face) (Verdict, error) {
 	q := face.Score * sf * sharp / (sharp + sharpHalf)
 	if w.best == nil || q > w.best.Quality {
 		face.Landmarks = slices.Clone(face.Landmarks)
-		w.best = &Candidate{Face: face, Crop: crop, Image: img, Quality: q, Sharpness: sharp}
+		w.best = &Candidate{Face: face, Crop: crop, Image: img, Quality: q}
 	}
 	return v, nil
 }
