@@ -330,10 +330,7 @@ func (d *demo) config(listen string) Config {
 	cfg.Site, cfg.Camera = demoSite, demoCamera
 	cfg.StateDir = filepath.Join(d.dir, "state")
 	cfg.Source = d.source
-	cfg.Capture.Detector = "cascade"
-	if d.model != "" {
-		cfg.Capture.Detector, cfg.Capture.Model = "yunet", d.model
-	}
+	cfg.Capture.Model = d.model // detector auto: YuNet with a model, else the cascade
 	key := func(name string) string { return filepath.Join(d.keys, name) }
 	cfg.Keys = KeysConfig{Master: key("master.key"), Device: key("device.key")}
 	cfg.Issuers = []KeyRef{{KID: demoIssuer, PublicKey: key("issuer.pub")}}
