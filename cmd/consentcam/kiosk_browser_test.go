@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -387,5 +388,18 @@ func TestKioskBrowser(t *testing.T) {
 			}
 		}
 		tb.shot("kiosk-audit.png")
+	})
+
+	step("the auditor's page asks again for a refused token, then shows each event once", func(t *testing.T) {
+		size := len(b.events())
+		eval[bool](tb, `token = 'not-an-auditor-token', true`) // as if the box's tokens had changed
+		tb.waitFor(`!document.getElementById('login').hidden && !document.getElementById('error').hidden`)
+		tb.do(chromedp.SendKeys(chromedp.ID("token"), b.tokens[agent.RoleAuditor]), chromedp.Click(chromedp.CSS("#login button")))
+		// A checkpoint made since (every 2 s) is shown: so are the events before it.
+		seqs := `[...document.querySelectorAll('#events tbody td:first-child')].map((td) => Number(td.textContent))`
+		tb.waitFor(fmt.Sprintf(`%s.some((seq) => seq >= %d)`, seqs, size))
+		if dup := eval[int](tb, fmt.Sprintf(`((s) => s.length - new Set(s).size)(%s)`, seqs)); dup != 0 {
+			t.Errorf("%d events shown twice after signing in again", dup)
+		}
 	})
 }

@@ -9,7 +9,7 @@ const FIRST = 200; // events shown from before the page opened
 
 let token = takeToken(sessionStorage, TOKEN_KEY);
 let last = -1; // seq of the newest event shown
-let running = false;
+let run = 0; // the polling started last: the loops of an earlier one stop
 
 $('login').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -29,7 +29,7 @@ $('forget').addEventListener('click', () => {
 function denied(e) {
   if (e.status === 401 || e.status === 403) {
     sessionStorage.removeItem(TOKEN_KEY);
-    running = false;
+    run++;
     show('log', false);
     show('login', true);
     showError(T('This token is not an auditor token of this box.', '此令牌不是本摄像盒的审计员令牌。'));
@@ -46,11 +46,12 @@ function row(ev) {
     cell(ev.visit), cell(ev.subject), cell((ev.purposes || []).join(', ')), cell(ev.reason), cell(ev.actor, true));
 }
 
-async function pollEvents() {
-  while (running) {
+async function pollEvents(gen) {
+  while (gen === run) {
     try {
       const q = last >= 0 ? `?after=${last}&limit=1000` : '?limit=1000';
       const text = await api('GET', '/v1/audit' + q, {token});
+      if (gen !== run) return;
       const body = $('events').tBodies[0];
       for (const line of text.split('\n')) {
         if (!line.trim()) continue;
@@ -63,25 +64,29 @@ async function pollEvents() {
       $('count').replaceChildren(...T(`Newest event: seq ${last}.`, `最新事件：seq ${last}。`));
       showError(null);
     } catch (e) {
-      if (denied(e)) return;
+      if (gen !== run || denied(e)) return;
       showError(T(`The box does not answer (${e.message}); trying again.`, `摄像盒没有响应（${e.message}）；正在重试。`));
     }
     await sleep(1000);
   }
 }
 
-async function pollCheckpoint() {
-  while (running) {
+async function pollCheckpoint(gen) {
+  while (gen === run) {
     try {
-      $('checkpoint').textContent = await api('GET', '/v1/audit/checkpoint', {token});
+      const cp = await api('GET', '/v1/audit/checkpoint', {token});
+      if (gen !== run) return;
+      $('checkpoint').textContent = cp;
     } catch (e) {
-      if (denied(e)) return;
+      if (gen !== run || denied(e)) return;
     }
     await sleep(5000);
   }
 }
 
 async function start() {
+  const gen = ++run;
+  $('events').tBodies[0].replaceChildren();
   show('login', false);
   show('log', true);
   showError(null);
@@ -92,9 +97,8 @@ async function start() {
   } catch (e) {
     last = -1;
   }
-  running = true;
-  pollEvents();
-  pollCheckpoint();
+  pollEvents(gen);
+  pollCheckpoint(gen);
 }
 
 if (token) start();
