@@ -65,14 +65,16 @@ func BenchmarkRead(b *testing.B) {
 	pinThreads(b)
 	clip := scene(b, "two-in-zone").Path
 	dets := benchDetectors(b)
-	for _, name := range []string{"read-only", "read+yunet", "read+cascade"} {
-		b.Run(name, func(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		det  capture.Detector // nil: read and drop
+	}{{"read-only", nil}, {"read+yunet", dets["yunet"]}, {"read+cascade", dets["cascade"]}} {
+		b.Run(bc.name, func(b *testing.B) {
 			src, err := opencv.Open(context.Background(), opencv.SourceOptions{URL: clip, Loop: true})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer src.Close()
-			det := dets[map[string]string{"read+yunet": "yunet", "read+cascade": "cascade"}[name]]
 			cpu0 := cpuTime(b)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -80,8 +82,8 @@ func BenchmarkRead(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if det != nil {
-					if _, err := det.Detect(f); err != nil {
+				if bc.det != nil {
+					if _, err := bc.det.Detect(f); err != nil {
 						b.Fatal(err)
 					}
 				}
