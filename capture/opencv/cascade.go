@@ -25,6 +25,7 @@ type Cascade struct {
 	p       *C.cc_cascade
 	minSize int
 	buf     []C.int
+	eb      errBuf
 }
 
 var _ capture.Detector = (*Cascade)(nil)
@@ -60,10 +61,9 @@ func (c *Cascade) Detect(f capture.Frame) ([]capture.Face, error) {
 	if c.p == nil {
 		return nil, capture.ErrClosed
 	}
-	var eb errBuf
-	n := int(C.cc_cascade_detect(c.p, matPtr(m), C.int(c.minSize), C.double(cascadeScaleFactor), C.int(cascadeNeighbors), eb.ptr(), errLen))
+	n := int(C.cc_cascade_detect(c.p, matPtr(m), C.int(c.minSize), C.double(cascadeScaleFactor), C.int(cascadeNeighbors), c.eb.ptr(), errLen))
 	if n < 0 {
-		return nil, fmt.Errorf("opencv: cascade: %w", eb.err())
+		return nil, fmt.Errorf("opencv: cascade: %w", c.eb.err())
 	}
 	if n == 0 {
 		return nil, nil

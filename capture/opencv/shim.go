@@ -19,9 +19,17 @@ import (
 // errLen is the size of the buffer the shim writes its error messages to.
 const errLen = 512
 
+// errBuf receives the shim's error messages. The handles that the shim
+// calls on every frame (Source, YuNet, Cascade) keep one each, used under
+// their own exclusion, so that a call that succeeds allocates nothing.
 type errBuf [errLen]C.char
 
-func (b *errBuf) ptr() *C.char { return &b[0] }
+// ptr empties the buffer, so that no earlier message is read for a later
+// error, and returns it for the shim.
+func (b *errBuf) ptr() *C.char {
+	b[0] = 0
+	return &b[0]
+}
 
 func (b *errBuf) err() error {
 	msg := strings.TrimSpace(C.GoString(&b[0]))

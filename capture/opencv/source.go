@@ -73,6 +73,7 @@ type Source struct {
 	fps   float64
 	start time.Time // when frame 0 of the pacing clock was due
 	n     int       // frames read since start
+	eb    errBuf
 }
 
 var _ capture.Source = (*Source)(nil)
@@ -153,12 +154,11 @@ func (s *Source) open() error {
 		curl = C.CString(s.opts.URL)
 		defer C.free(unsafe.Pointer(curl))
 	}
-	var eb errBuf
 	p := C.cc_capture_open(curl, C.int(s.index), C.int(api),
 		C.int(s.opts.OpenTimeout.Milliseconds()), C.int(s.opts.ReadTimeout.Milliseconds()),
-		eb.ptr(), errLen)
+		s.eb.ptr(), errLen)
 	if p == nil {
-		return fmt.Errorf("opencv: open %s: %w", s.name, eb.err())
+		return fmt.Errorf("opencv: open %s: %w", s.name, s.eb.err())
 	}
 	s.cap = p
 	s.fps = float64(C.cc_capture_fps(p))
@@ -217,14 +217,13 @@ func (s *Source) Read(ctx context.Context) (capture.Frame, error) {
 }
 
 func (s *Source) read(m gocv.Mat) (bool, error) {
-	var eb errBuf
-	switch C.cc_capture_read(s.cap, matPtr(m), eb.ptr(), errLen) {
+	switch C.cc_capture_read(s.cap, matPtr(m), s.eb.ptr(), errLen) {
 	case 1:
 		return true, nil
 	case 0:
 		return false, nil
 	default:
-		return false, fmt.Errorf("opencv: read %s: %w", s.name, eb.err())
+		return false, fmt.Errorf("opencv: read %s: %w", s.name, s.eb.err())
 	}
 }
 

@@ -29,6 +29,7 @@ type YuNet struct {
 	p    *C.cc_yunet
 	size image.Point // the model's input
 	buf  []float32
+	eb   errBuf
 }
 
 var _ capture.Detector = (*YuNet)(nil)
@@ -78,10 +79,9 @@ func (y *YuNet) DetectMat(m gocv.Mat) ([]capture.Face, error) {
 	if y.p == nil {
 		return nil, capture.ErrClosed
 	}
-	var eb errBuf
-	n := int(C.cc_yunet_detect(y.p, matPtr(m), eb.ptr(), errLen))
+	n := int(C.cc_yunet_detect(y.p, matPtr(m), y.eb.ptr(), errLen))
 	if n < 0 {
-		return nil, fmt.Errorf("opencv: yunet: %w", eb.err())
+		return nil, fmt.Errorf("opencv: yunet: %w", y.eb.err())
 	}
 	if n == 0 {
 		return nil, nil
