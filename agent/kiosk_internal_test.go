@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"maps"
 	"os"
 	"regexp"
 	"strings"
@@ -120,7 +121,7 @@ func TestKioskNoticeChinese(t *testing.T) {
 	if !strings.Contains(z.Method, "20秒") {
 		t.Errorf("method %q does not say 20秒", z.Method)
 	}
-	if got, want := z.Retention, map[string]string{"channel-attribution": "30天", "entry-security": "1天12小时1分钟30秒"}; got["channel-attribution"] != want["channel-attribution"] || got["entry-security"] != want["entry-security"] {
+	if got, want := z.Retention, map[string]string{"channel-attribution": "30天", "entry-security": "1天12小时1分钟30秒"}; !maps.Equal(got, want) {
 		t.Errorf("retention = %v, want %v", got, want)
 	}
 	if got.Hash != n.Hash() || got.WindowSeconds != 20 {
