@@ -123,21 +123,16 @@ func TestFileSource(t *testing.T) {
 // the left half red, the right half blue.
 func TestFrameRGBA(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "colours.avi")
-	w, err := gocv.VideoWriterFile(path, "MJPG", 10, 64, 48, true)
+	err := opencv.WriteClip(path, image.Pt(64, 48), 10, 3, func(_ int, m *gocv.Mat) {
+		left, right := m.Region(image.Rect(0, 0, 32, 48)), m.Region(image.Rect(32, 0, 64, 48))
+		left.SetTo(gocv.NewScalar(0, 0, 255, 0)) // BGR red
+		right.SetTo(gocv.NewScalar(255, 0, 0, 0))
+		left.Close()
+		right.Close()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := gocv.NewMatWithSize(48, 64, gocv.MatTypeCV8UC3)
-	defer m.Close()
-	left, right := m.Region(image.Rect(0, 0, 32, 48)), m.Region(image.Rect(32, 0, 64, 48))
-	left.SetTo(gocv.NewScalar(0, 0, 255, 0)) // BGR red
-	right.SetTo(gocv.NewScalar(255, 0, 0, 0))
-	left.Close()
-	right.Close()
-	for i := 0; i < 3; i++ {
-		w.Write(m)
-	}
-	w.Close()
 
 	s, err := opencv.Open(context.Background(), opencv.SourceOptions{URL: path})
 	if err != nil {
