@@ -270,6 +270,4 @@ void cc_capture_free(cc_capture *c) { delete c; }
 
 void cc_set_num_threads(int n) { cv::setNumThreads(n); }
 
-int cc_num_threads(void) { return cv::getNumThreads(); }
-
 }  // extern "C"

@@ -47,6 +47,3 @@ func matPtr(m gocv.Mat) unsafe.Pointer { return unsafe.Pointer(m.Ptr()) }
 // runs everything on the calling thread; a negative n restores OpenCV's
 // default, one thread per core.
 func SetNumThreads(n int) { C.cc_set_num_threads(C.int(n)) }
-
-// NumThreads is the number of threads OpenCV uses (cv::getNumThreads).
-func NumThreads() int { return int(C.cc_num_threads()) }

@@ -52,7 +52,6 @@ double cc_capture_fps(cc_capture *c);
 void cc_capture_free(cc_capture *c);
 
 void cc_set_num_threads(int n);
-int cc_num_threads(void);
 
 #ifdef __cplusplus
 }
