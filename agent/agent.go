@@ -23,7 +23,6 @@ import (
 type Store interface {
 	Update(fn func(tx *store.Tx) error) error
 	View(fn func(tx *store.Tx) error) error
-	Spent(jti string) (bool, error)
 	Events(from uint64, limit int) ([][]byte, error)
 	Size() uint64
 	InclusionProof(seq, size uint64) ([][]byte, error)
@@ -126,7 +125,7 @@ type Agent struct {
 // New returns an agent with the defaults of docs/SPEC.md.
 func New() *Agent {
 	return &Agent{
-		Rules:              capture.Rules{Zone: capture.FullFrame, MinFace: 64, MinScore: 0.8},
+		Rules:              capture.DefaultRules(),
 		Window:             20 * time.Second,
 		DetectFPS:          5,
 		BestOf:             3,
@@ -253,25 +252,19 @@ func (a *Agent) close(ctx context.Context) error {
 	if a.cancel == nil {
 		return nil // never opened, or Open failed
 	}
-	var errs []error
-	if a.server != nil {
-		shutCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		errs = append(errs, ignoreClosed(a.server.Shutdown(shutCtx)))
-		cancel()
-	}
+	shutCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	errs := []error{ignoreClosed(a.server.Shutdown(shutCtx))}
+	cancel()
 	a.cancel()
 	a.loopsDone.Wait()
 
 	errs = append(errs, a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent}))
-	cp, err := a.checkpoint()
+	_, err := a.checkpoint()
 	errs = append(errs, err)
 
 	a.drainOutbox(ctx)
 	a.pubCancel()
 	<-a.pubDone
-	if cp != nil {
-		a.mqtt.publishRetained(a.mqtt.topic(topicCheckpoint), cp)
-	}
 	a.mqtt.disconnect(availabilityStopped)
 	return errors.Join(errs...)
 }
@@ -283,30 +276,42 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// append records events in a transaction of their own.
-func (a *Agent) append(events ...*store.Event) error {
-	return a.update(func(tx *store.Tx) error { return nil }, events...)
+// auditTx is a store transaction that remembers the events appended in it,
+// so that they are announced once they are durable.
+type auditTx struct {
+	*store.Tx
+	events []*store.Event
 }
 
-// update runs fn and appends events in the same transaction, then wakes the
-// outbox publisher.
-func (a *Agent) update(fn func(tx *store.Tx) error, events ...*store.Event) error {
+// Append appends events to the log in this transaction.
+func (tx *auditTx) Append(events ...*store.Event) error {
+	for _, ev := range events {
+		if err := tx.Tx.Append(ev); err != nil {
+			return fmt.Errorf("append %s: %w", ev.Type, err)
+		}
+		tx.events = append(tx.events, ev)
+	}
+	return nil
+}
+
+// update runs fn in one store transaction: the state change and the events
+// describing it commit together or not at all. Then it announces the events.
+func (a *Agent) update(fn func(tx *auditTx) error) error {
+	var atx *auditTx
 	err := a.Store.Update(func(tx *store.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		for _, ev := range events {
-			if err := tx.Append(ev); err != nil {
-				return fmt.Errorf("append %s: %w", ev.Type, err)
-			}
-		}
-		return nil
+		atx = &auditTx{Tx: tx}
+		return fn(atx)
 	})
 	if err != nil {
 		return err
 	}
-	a.committed(events...)
+	a.committed(atx.events...)
 	return nil
+}
+
+// append records events in a transaction of their own.
+func (a *Agent) append(events ...*store.Event) error {
+	return a.update(func(tx *auditTx) error { return tx.Append(events...) })
 }
 
 // committed tells the publisher and the metrics about events that are now
@@ -335,17 +340,14 @@ const (
 func (a *Agent) sourceFailed(err error) {
 	a.Logger.Warn("camera source failed", logKeyError, err)
 	a.metrics.sourceUp.Set(0)
-	if aerr := a.append(&store.Event{Type: store.EventSourceFailed, Actor: actorAgent, Detail: map[string]any{"error": err.Error()}}); aerr != nil {
-		a.Logger.Error("audit source.failed", logKeyError, aerr)
-	}
+	a.logErr("audit source.failed", a.append(&store.Event{Type: store.EventSourceFailed, Actor: actorAgent,
+		Detail: map[string]any{"error": err.Error()}}))
 }
 
 func (a *Agent) sourceRecovered() {
 	a.Logger.Info("camera source recovered")
 	a.metrics.sourceUp.Set(1)
-	if err := a.append(&store.Event{Type: store.EventSourceRecovered, Actor: actorAgent}); err != nil {
-		a.Logger.Error("audit source.recovered", logKeyError, err)
-	}
+	a.logErr("audit source.recovered", a.append(&store.Event{Type: store.EventSourceRecovered, Actor: actorAgent}))
 }
 
 // readFrames reads every frame and drops it at once unless a window is open:
@@ -354,12 +356,15 @@ func (a *Agent) readFrames(src capture.Source) {
 	defer src.Close()
 	for {
 		f, err := src.Read(a.ctx)
-		if err != nil {
-			if a.ctx.Err() == nil && !errors.Is(err, io.EOF) {
-				a.Logger.Error("camera source stopped", logKeyError, err)
-			} else if errors.Is(err, io.EOF) {
-				a.Logger.Info("camera source ended")
-			}
+		switch {
+		case err == nil:
+		case a.ctx.Err() != nil:
+			return
+		case errors.Is(err, io.EOF):
+			a.Logger.Info("camera source ended")
+			return
+		default:
+			a.Logger.Error("camera source stopped", logKeyError, err)
 			return
 		}
 		a.metrics.frames.Inc()

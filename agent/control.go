@@ -23,6 +23,7 @@ const (
 	reasonQueueFull    = "queue-full"
 	reasonRevoked      = "revoked"
 	reasonShutdown     = "shutdown"
+	reasonEncodeFailed = "encode-failed"
 )
 
 // ErrStopped is returned to requests that arrive while the agent stops.
@@ -46,8 +47,10 @@ type revokeRequest struct {
 	reply chan revokeResult
 }
 
+// revokeResult is what a revoke did: the receipt, and its signed JSON.
 type revokeResult struct {
-	receipt []byte
+	receipt consent.Receipt
+	signed  []byte
 	err     error
 }
 
@@ -104,11 +107,8 @@ func (a *Agent) controlLoop() {
 		case <-sweep.C:
 			a.logErr("retention sweep", a.sweep())
 		case <-checkpoint.C:
-			note, err := a.checkpoint()
+			_, err := a.checkpoint()
 			a.logErr("checkpoint", err)
-			if err == nil {
-				a.mqtt.publishRetained(a.mqtt.topic(topicCheckpoint), note)
-			}
 		case <-compact.C:
 			if a.compactDue.Load() {
 				a.logErr("compaction", a.compact())
@@ -143,9 +143,12 @@ func (c *control) accept(cs *consent.Consent) consentResult {
 		skipped.Reason = reasonQueueFull
 		events = append(events, skipped)
 	}
-	err := a.update(func(tx *store.Tx) error {
-		return tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew))
-	}, events...)
+	err := a.update(func(tx *auditTx) error {
+		if err := tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew)); err != nil {
+			return err
+		}
+		return tx.Append(events...)
+	})
 	if errors.Is(err, store.ErrReplayed) {
 		rerr := &consent.Error{Reason: consent.ReasonReplayed, Err: err}
 		a.rejectConsent(cs, rerr)
@@ -250,38 +253,55 @@ func (c *control) analyze(f capture.Frame) {
 }
 
 // finish closes the open window. With reason "" it saves the best
-// qualifying face, if any, or records why there was none; otherwise (revoked,
-// shutdown) it saves nothing and records that reason.
+// qualifying face, if any, or records why there was none; otherwise
+// (shutdown) it saves nothing and records that reason.
 func (c *control) finish(reason string) {
-	w := c.win
+	w := c.closeWindow()
 	if w == nil {
 		return
 	}
 	a := c.a
+	events, rec, image := c.outcome(w, reason)
+	err := a.update(func(tx *auditTx) error {
+		if rec != nil {
+			if err := tx.PutRecord(rec, image); err != nil {
+				return err
+			}
+		}
+		return tx.Append(events...)
+	})
+	a.logErr("close the window of visit "+w.c.Visit, err)
+}
+
+// closeWindow stops capturing for the open window, if any, and returns it.
+func (c *control) closeWindow() *window {
+	w := c.win
+	if w == nil {
+		return nil
+	}
 	c.win = nil
 	w.timer.Stop()
-	a.windowOpen.Store(false)
-	a.metrics.windowsOpen.Set(0)
-
-	events, rec, image := c.outcome(w, reason)
-	err := a.update(func(tx *store.Tx) error {
-		if rec == nil {
-			return nil
-		}
-		return tx.PutRecord(rec, image)
-	}, events...)
-	if err != nil {
-		a.Logger.Error("close window", logKeyVisit, w.c.Visit, logKeyError, err)
-	}
+	c.a.windowOpen.Store(false)
+	c.a.metrics.windowsOpen.Set(0)
+	return w
 }
 
 // outcome builds the events (and the record) that close window w.
 func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Record, []byte) {
 	a := c.a
 	closed := consentEvent(store.EventWindowClosed, w.c)
+	var image []byte
 	best, ok := w.acc.Best()
-	if reason == "" && !ok {
+	switch {
+	case reason != "":
+	case !ok:
 		reason = w.acc.Reason()
+	default:
+		var err error
+		if image, err = capture.EncodeJPEG(best.Image); err != nil {
+			a.Logger.Error("encode face crop", logKeyError, err)
+			reason = reasonEncodeFailed
+		}
 	}
 	if reason != "" {
 		skipped := consentEvent(store.EventCaptureSkipped, w.c)
@@ -290,14 +310,6 @@ func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Reco
 		return []*store.Event{skipped, closed}, nil, nil
 	}
 
-	image, err := capture.EncodeJPEG(best.Image)
-	if err != nil {
-		a.Logger.Error("encode face crop", logKeyError, err)
-		skipped := consentEvent(store.EventCaptureSkipped, w.c)
-		skipped.Reason = "encode-failed"
-		closed.Reason = skipped.Reason
-		return []*store.Event{skipped, closed}, nil, nil
-	}
 	now := a.Now().UTC()
 	rec := &store.Record{
 		ID:         store.NewID(),
@@ -378,34 +390,26 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	sel := store.Selector{Subject: r.Subject, Visit: r.Visit}
 	revoked := &store.Event{Type: store.EventConsentRevoked, Subject: r.Subject, Visit: r.Visit, Reason: r.Reason, Actor: r.KeyID}
 	var erased []*store.Record
-	err := a.Store.Update(func(tx *store.Tx) error {
+	err := a.update(func(tx *auditTx) error {
 		if err := tx.Spend(r.JTI, r.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
-		for _, ev := range events {
-			if err := tx.Append(ev); err != nil {
-				return err
-			}
+		if err := tx.Append(events...); err != nil {
+			return err
 		}
 		var err error
-		erased, err = tx.Erase(sel)
-		if err != nil {
+		if erased, err = tx.Erase(sel); err != nil {
 			return err
 		}
 		for _, rec := range erased {
-			ev := &store.Event{Type: store.EventRecordErased, Record: rec.ID, Visit: rec.Visit, Subject: rec.Subject,
-				Purposes: tagPurposes(rec.Purposes), Reason: r.Reason, Actor: r.KeyID}
-			if err := tx.Append(ev); err != nil {
+			err := tx.Append(&store.Event{Type: store.EventRecordErased, Record: rec.ID, Visit: rec.Visit, Subject: rec.Subject,
+				Purposes: tagPurposes(rec.Purposes), Reason: r.Reason, Actor: r.KeyID})
+			if err != nil {
 				return err
 			}
-			events = append(events, ev)
 		}
 		revoked.Detail = map[string]any{"request": r.JTI, "erased": len(erased)}
-		if err := tx.Append(revoked); err != nil {
-			return err
-		}
-		events = append(events, revoked)
-		return nil
+		return tx.Append(revoked)
 	})
 	if errors.Is(err, store.ErrReplayed) {
 		rerr := &consent.Error{Reason: consent.ReasonReplayed, Err: err}
@@ -415,12 +419,8 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	if err != nil {
 		return revokeResult{err: fmt.Errorf("revoke: %w", err)}
 	}
-	a.committed(events...)
 	if closeWin {
-		c.win.timer.Stop()
-		c.win = nil
-		a.windowOpen.Store(false)
-		a.metrics.windowsOpen.Set(0)
+		c.closeWindow()
 	}
 	c.queue = kept
 	if len(erased) > 0 {
@@ -431,8 +431,7 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	if err != nil {
 		return revokeResult{err: fmt.Errorf("checkpoint after revoke: %w", err)}
 	}
-	a.mqtt.publishRetained(a.mqtt.topic(topicCheckpoint), note)
-	receipt, err := consent.SignReceipt(a.DeviceKey, consent.Receipt{
+	rc := consent.Receipt{
 		Request:    r.JTI,
 		Subject:    r.Subject,
 		Visit:      r.Visit,
@@ -440,11 +439,12 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 		Seq:        revoked.Seq,
 		Checkpoint: string(note),
 		Time:       revoked.Time,
-	})
+	}
+	signed, err := consent.SignReceipt(a.DeviceKey, rc)
 	if err != nil {
 		return revokeResult{err: fmt.Errorf("sign receipt: %w", err)}
 	}
-	return revokeResult{receipt: receipt}
+	return revokeResult{receipt: rc, signed: signed}
 }
 
 func tagPurposes(tags []store.Tag) []string {
@@ -457,54 +457,54 @@ func tagPurposes(tags []store.Tag) []string {
 
 // sweep drops expired purpose tags and deletes records left with none.
 func (a *Agent) sweep() error {
-	var events []*store.Event
-	err := a.Store.Update(func(tx *store.Tx) error {
+	deleted := false
+	err := a.update(func(tx *auditTx) error {
 		res, err := tx.Sweep(a.Now())
 		if err != nil {
 			return err
 		}
 		for _, x := range res.Expired {
-			ev := &store.Event{Type: store.EventRecordExpired, Record: x.Record.ID, Visit: x.Record.Visit,
+			err := tx.Append(&store.Event{Type: store.EventRecordExpired, Record: x.Record.ID, Visit: x.Record.Visit,
 				Subject: x.Record.Subject, Purposes: x.Purposes, Actor: actorAgent,
-				Detail: map[string]any{"deleted": x.Deleted}}
-			if err := tx.Append(ev); err != nil {
+				Detail: map[string]any{"deleted": x.Deleted}})
+			if err != nil {
 				return err
 			}
-			events = append(events, ev)
+			deleted = deleted || x.Deleted
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
-	for _, ev := range events {
-		if ev.Detail["deleted"] == true {
-			a.compactDue.Store(true)
-		}
+	if deleted {
+		a.compactDue.Store(true)
 	}
-	a.committed(events...)
 	return nil
 }
 
-// checkpoint signs the log as it stands and records a checkpoint event
-// carrying the signed note; it returns the note.
+// checkpoint signs the log as it stands, records a checkpoint event
+// carrying the signed note, publishes the note (retained) when connected,
+// and returns it.
 func (a *Agent) checkpoint() ([]byte, error) {
-	var cp store.Checkpoint
-	var ev *store.Event
-	err := a.Store.Update(func(tx *store.Tx) error {
-		var err error
-		if cp, err = tx.Checkpoint(a.Origin(), a.signer); err != nil {
+	var note []byte
+	err := a.update(func(tx *auditTx) error {
+		cp, err := tx.Checkpoint(a.Origin(), a.signer)
+		if err != nil {
 			return err
 		}
-		ev = cp.Event()
+		note = cp.Note
+		ev := cp.Event()
 		ev.Actor = actorAgent
 		return tx.Append(ev)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	a.committed(ev)
-	return cp.Note, nil
+	if a.mqtt != nil {
+		a.mqtt.publish(topicCheckpoint, true, note)
+	}
+	return note, nil
 }
 
 // compact rewrites the store so that no freed page keeps erased bytes.
@@ -559,22 +559,21 @@ func (a *Agent) Revoke(ctx context.Context, token []byte) ([]byte, error) {
 		a.rejectRevoke(r, err)
 		return nil, err
 	}
-	return a.carryOut(ctx, r)
+	res := a.carryOut(ctx, r)
+	return res.signed, res.err
 }
 
-// carryOut has the control loop carry out a verified revoke and returns the
-// signed receipt.
-func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) ([]byte, error) {
+// carryOut has the control loop carry out a verified revoke.
+func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) revokeResult {
 	reply := make(chan revokeResult, 1)
 	select {
 	case a.revokes <- revokeRequest{r: r, reply: reply}:
 	case <-a.ctx.Done():
-		return nil, ErrStopped
+		return revokeResult{err: ErrStopped}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return revokeResult{err: ctx.Err()}
 	}
-	res := <-reply
-	return res.receipt, res.err
+	return <-reply
 }
 
 func (a *Agent) rejectRevoke(r *consent.Revoke, err error) {

@@ -160,7 +160,7 @@ func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, code, map[string]any{
 		"status":         status,
-		"mqtt_connected": a.mqtt != nil && a.mqtt.connected.Load(),
+		"mqtt_connected": a.mqtt != nil && a.mqtt.connected(),
 		"audit_size":     a.Store.Size(),
 		"outbox_pending": pending,
 	})
@@ -242,14 +242,15 @@ type InclusionProof struct {
 }
 
 func (a *Agent) handleInclusion(w http.ResponseWriter, r *http.Request) {
+	n := a.Store.Size()
 	seq, err1 := uintParam(r, "seq", 0)
-	size, err2 := uintParam(r, "size", a.Store.Size())
+	size, err2 := uintParam(r, "size", n)
 	if err := errors.Join(err1, err2); err != nil || !r.URL.Query().Has("seq") {
 		writeError(w, http.StatusBadRequest, "bad-request", "seq (and optionally size) are needed: %v", err)
 		return
 	}
-	if seq >= size || size > a.Store.Size() {
-		writeError(w, http.StatusBadRequest, "bad-request", "need seq < size <= %d", a.Store.Size())
+	if seq >= size || size > n {
+		writeError(w, http.StatusBadRequest, "bad-request", "need seq < size <= %d", n)
 		return
 	}
 	hashes, err := a.Store.InclusionProof(seq, size)
@@ -292,8 +293,8 @@ func (a *Agent) handleConsistency(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad-request", "from and to are needed: %v", err)
 		return
 	}
-	if from < 1 || from > to || to > a.Store.Size() {
-		writeError(w, http.StatusBadRequest, "bad-request", "need 1 <= from <= to <= %d", a.Store.Size())
+	if n := a.Store.Size(); from < 1 || from > to || to > n {
+		writeError(w, http.StatusBadRequest, "bad-request", "need 1 <= from <= to <= %d", n)
 		return
 	}
 	hashes, err := a.Store.ConsistencyProof(from, to)
@@ -347,15 +348,17 @@ func (a *Agent) handleImage(w http.ResponseWriter, r *http.Request) {
 	}
 	var image []byte
 	ev := &store.Event{Type: store.EventRecordAccessed, Record: id, Purposes: []string{purpose}, Actor: RoleOperator}
-	err := a.update(func(tx *store.Tx) error {
+	err := a.update(func(tx *auditTx) error {
 		rec, err := tx.Record(id)
 		if err != nil {
 			return err
 		}
 		ev.Visit, ev.Subject = rec.Visit, rec.Subject
-		image, err = tx.Image(id, purpose)
-		return err
-	}, ev)
+		if image, err = tx.Image(id, purpose); err != nil {
+			return err
+		}
+		return tx.Append(ev)
+	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not-found", "no record %q", id)

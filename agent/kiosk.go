@@ -300,21 +300,17 @@ func (k *kiosk) handleWithdraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.Now()
-	receipt, err := a.carryOut(r.Context(), &consent.Revoke{
+	res := a.carryOut(r.Context(), &consent.Revoke{
 		Issuer: kioskIssuerName, KeyID: actorVisitor, JTI: rand.Text(), Reason: withdrawReason, Subject: subject,
 		Audience: consent.Audience(a.Site, a.Camera), IssuedAt: now, Expires: now,
 	})
-	if err != nil {
-		writeConsentError(w, err)
+	if res.err != nil {
+		writeConsentError(w, res.err)
 		return
 	}
-	var rc consent.Receipt
-	if err := json.Unmarshal(receipt, &rc); err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", "read the receipt: %v", err)
-		return
-	}
+	rc := res.receipt
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, KioskWithdrawal{Subject: subject, Erased: rc.Erased, Seq: rc.Seq, Time: rc.Time, Receipt: receipt})
+	writeJSON(w, http.StatusOK, KioskWithdrawal{Subject: subject, Erased: rc.Erased, Seq: rc.Seq, Time: rc.Time, Receipt: res.signed})
 }
 
 // KioskVisit is the answer of GET /kiosk/api/visits/{visit}: what has

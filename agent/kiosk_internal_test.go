@@ -145,7 +145,7 @@ func TestKioskExplainsEverySkipReason(t *testing.T) {
 	}
 	for _, reason := range []string{
 		string(capture.NoFace), string(capture.MultipleFaces), string(capture.LowQuality),
-		reasonQueueTimeout, reasonQueueFull, reasonRevoked, reasonShutdown, "encode-failed",
+		reasonQueueTimeout, reasonQueueFull, reasonRevoked, reasonShutdown, reasonEncodeFailed,
 	} {
 		if !regexp.MustCompile(`'` + regexp.QuoteMeta(reason) + `': \['[^']+',\s*'[^']+'\]`).Match(js) {
 			t.Errorf("kiosk.js has no English and Chinese text for capture.skipped reason %q", reason)

@@ -78,7 +78,7 @@ func newMetrics(a *Agent) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "consentcam_mqtt_connected", Help: "1 while connected to the MQTT broker.",
 		}, func() float64 {
-			if a.mqtt != nil && a.mqtt.connected.Load() {
+			if a.mqtt != nil && a.mqtt.connected() {
 				return 1
 			}
 			return 0

@@ -54,9 +54,8 @@ type mqttClient struct {
 	// complete a publish token with no error across a reconnect without the
 	// message having been delivered; a publish counts as acknowledged only
 	// when the epoch did not change between publishing and completion.
-	epoch     atomic.Uint64
-	connected atomic.Bool
-	up        chan struct{} // signalled on each connect
+	epoch atomic.Uint64
+	up    chan struct{} // signalled on each connect
 }
 
 func newMQTTClient(a *Agent) *mqttClient {
@@ -97,9 +96,11 @@ func (m *mqttClient) topic(name string) string { return m.a.MQTT.TopicPrefix + "
 // meanwhile and its events wait in the outbox.
 func (m *mqttClient) connect() { m.c.Connect() }
 
+// connected reports whether the session is up.
+func (m *mqttClient) connected() bool { return m.c.IsConnectionOpen() }
+
 func (m *mqttClient) onConnect(c mqtt.Client) {
 	m.epoch.Add(1)
-	m.connected.Store(true)
 	a := m.a
 	a.Logger.Info("mqtt connected", "broker", a.MQTT.URL)
 	// Subscribe first: "online" tells kiosks the agent is listening.
@@ -107,11 +108,11 @@ func (m *mqttClient) onConnect(c mqtt.Client) {
 	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 		a.Logger.Error("mqtt subscribe", logKeyError, t.Error())
 	}
-	m.publishRetained(m.topic(topicNotice), a.Notice)
+	m.publish(topicNotice, true, a.Notice)
 	if cp, err := a.Store.LatestCheckpoint(); err == nil && len(cp) > 0 {
-		m.publishRetained(m.topic(topicCheckpoint), cp)
+		m.publish(topicCheckpoint, true, cp)
 	}
-	m.publishRetained(m.topic(topicAvailable), []byte(availabilityOnline))
+	m.publish(topicAvailable, true, []byte(availabilityOnline))
 	select {
 	case m.up <- struct{}{}:
 	default:
@@ -120,7 +121,6 @@ func (m *mqttClient) onConnect(c mqtt.Client) {
 
 func (m *mqttClient) onLost(_ mqtt.Client, err error) {
 	m.epoch.Add(1)
-	m.connected.Store(false)
 	m.a.Logger.Warn("mqtt connection lost", logKeyError, err)
 }
 
@@ -140,22 +140,19 @@ func (m *mqttClient) onRevoke(payload []byte) {
 	if err != nil {
 		return // audited as revoke.rejected, or logged
 	}
-	t := m.c.Publish(m.topic(topicReceipt), 1, false, receipt)
-	go func() {
-		if t.WaitTimeout(30*time.Second) && t.Error() != nil {
-			m.a.Logger.Warn("publish revoke receipt", logKeyError, t.Error())
-		}
-	}()
+	m.publish(topicReceipt, false, receipt)
 }
 
-// publishRetained publishes a retained QoS 1 message without waiting; when
-// the client is offline it is skipped, and onConnect publishes the current
-// notice, checkpoint and availability again.
-func (m *mqttClient) publishRetained(topic string, payload []byte) {
-	if !m.connected.Load() {
+// publish publishes a QoS 1 message on a topic below the prefix without
+// waiting. When the client is offline it is skipped: onConnect publishes the
+// current notice, checkpoint and availability again.
+func (m *mqttClient) publish(name string, retained bool, payload []byte) {
+	if !m.connected() {
+		m.a.Logger.Debug("mqtt offline: not published", logKeyTopic, name)
 		return
 	}
-	t := m.c.Publish(topic, 1, true, payload)
+	topic := m.topic(name)
+	t := m.c.Publish(topic, 1, retained, payload)
 	go func() {
 		if t.WaitTimeout(30*time.Second) && t.Error() != nil {
 			m.a.Logger.Warn("mqtt publish", logKeyTopic, topic, logKeyError, t.Error())
@@ -165,12 +162,11 @@ func (m *mqttClient) publishRetained(topic string, payload []byte) {
 
 // disconnect publishes the final availability and closes the session.
 func (m *mqttClient) disconnect(state string) {
-	if m.connected.Load() {
+	if m.connected() {
 		t := m.c.Publish(m.topic(topicAvailable), 1, true, state)
 		t.WaitTimeout(2 * time.Second)
 	}
 	m.c.Disconnect(250)
-	m.connected.Store(false)
 }
 
 var errEpoch = errors.New("mqtt connection changed before the broker acknowledged")
@@ -212,7 +208,7 @@ func (a *Agent) publishOutbox(ctx context.Context) {
 	idle := time.NewTicker(5 * time.Second)
 	defer idle.Stop()
 	for ctx.Err() == nil {
-		if !m.connected.Load() {
+		if !m.connected() {
 			select {
 			case <-m.up:
 			case <-idle.C:
@@ -264,7 +260,7 @@ func (a *Agent) drainOutbox(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		n, err := a.Store.PendingCount()
-		if err != nil || n == 0 || !a.mqtt.connected.Load() {
+		if err != nil || n == 0 || !a.mqtt.connected() {
 			return
 		}
 		select {
