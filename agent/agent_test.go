@@ -34,10 +34,7 @@ func testLogger(t testing.TB) *slog.Logger {
 func TestNoConsentNoDetection(t *testing.T) {
 	r := newRig(t, time.Hour, nil)
 	r.cam.show(face(200, 100, 160, 0.95))
-	deadline := time.Now().Add(10 * time.Second)
-	for r.cam.reads.Load() < 30 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitUntil(10*time.Second, func() bool { return r.cam.reads.Load() >= 30 })
 	if n := r.cam.reads.Load(); n < 30 {
 		t.Fatalf("only %d frames read", n)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -130,16 +131,9 @@ func TestOutboxAcrossBrokerRestart(t *testing.T) {
 
 	sub.WaitAudit(r.db.Size(), 30*time.Second)
 	sub.CheckArrivalOrder()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, _ := r.db.PendingCount()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events still pending after delivery", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	pending := func() int { n, _ := r.db.PendingCount(); return n }
+	if !testenv.WaitUntil(10*time.Second, func() bool { return pending() == 0 }) {
+		t.Fatalf("%d events still pending after delivery", pending())
 	}
 }
 

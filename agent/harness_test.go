@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,7 +198,6 @@ func (r *rig) start() {
 	a.DeviceKey = r.device.priv
 	a.OpenSource = r.cam.Open
 	a.Detector = r.cam
-	a.Rules = capture.Rules{Zone: capture.FullFrame, MinFace: 64, MinScore: 0.8}
 	a.Window = time.Second
 	a.DetectFPS = 20
 	a.HTTP.Addr = "127.0.0.1:0"
@@ -330,18 +330,19 @@ func (r *rig) events() []store.Event {
 // waitEvent waits until an event matching want is in the log and returns it.
 func (r *rig) waitEvent(what string, want func(store.Event) bool) store.Event {
 	r.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, ev := range r.events() {
-			if want(ev) {
-				return ev
-			}
+	var found store.Event
+	ok := testenv.WaitUntil(15*time.Second, func() bool {
+		evs := r.events()
+		i := slices.IndexFunc(evs, want)
+		if i >= 0 {
+			found = evs[i]
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("no %s event after 15s; log:\n%s", what, dump(r.events()))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return i >= 0
+	})
+	if !ok {
+		r.t.Fatalf("no %s event after 15s; log:\n%s", what, dump(r.events()))
 	}
+	return found
 }
 
 func isType(typ string) func(store.Event) bool {

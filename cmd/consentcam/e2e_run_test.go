@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"image/jpeg"
 	"net/http"
@@ -29,12 +28,8 @@ func TestE2EVisitor(t *testing.T) {
 	b := newBox(t, boxConfig{scene: "visitor"})
 
 	t.Run("no token: frames dropped, detector idle, nothing written", func(t *testing.T) {
-		deadline := time.Now().Add(20 * time.Second)
-		for b.metric("consentcam_frames_total") < 12 {
-			if time.Now().After(deadline) {
-				t.Fatal("fewer than 12 frames read in 20s")
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !testenv.WaitUntil(20*time.Second, func() bool { return b.metric("consentcam_frames_total") >= 12 }) {
+			t.Fatal("fewer than 12 frames read in 20s")
 		}
 		if n := b.metric("consentcam_frames_analyzed_total"); n != 0 {
 			t.Errorf("frames_analyzed_total = %v without a token", n)
@@ -76,10 +71,9 @@ func TestE2EVisitor(t *testing.T) {
 	t.Run("consent: capture saved, readable for its purpose only", func(t *testing.T) {
 		b.sub.Publish("consent", b.consentToken("visit-1", "subj-1", "channel-attribution"))
 		saved = b.waitEvent("capture.saved", eventOf(store.EventCaptureSaved, "visit-1"))
-		code, body := b.get("/v1/records?visit=visit-1", agent.RoleOperator)
-		var recs []store.Record
-		if code != 200 || json.Unmarshal(body, &recs) != nil || len(recs) != 1 || recs[0].ID != saved.Record {
-			t.Fatalf("records: %d %s", code, body)
+		recs := b.records("visit=visit-1")
+		if len(recs) != 1 || recs[0].ID != saved.Record {
+			t.Fatalf("records of visit-1: %+v, want %s", recs, saved.Record)
 		}
 		if recs[0].Detector != "yunet" || recs[0].Score < 0.8 || recs[0].Notice != b.notice {
 			t.Errorf("record = %+v", recs[0])
@@ -131,8 +125,8 @@ func TestE2EVisitor(t *testing.T) {
 		if len(records) != 2 || !slices.Contains(records, saved.Record) {
 			t.Errorf("record.erased for %v", records)
 		}
-		if code, body := b.get("/v1/records?subject=subj-1", agent.RoleOperator); code != 200 || string(bytes.TrimSpace(body)) != "[]" {
-			t.Errorf("subject's records after revoke: %d %s", code, body)
+		if recs := b.records("subject=subj-1"); len(recs) != 0 {
+			t.Errorf("subject's records after revoke: %+v", recs)
 		}
 
 		b.sub.Publish("revoke", b.revokeToken("visit", "visit-4"))
@@ -230,17 +224,12 @@ func TestE2EVisitor(t *testing.T) {
 // waitAvailable waits until the last message on …/available is state.
 func (b *box) waitAvailable(state string) {
 	b.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	last := func() string {
 		avail := b.sub.WaitTopic("available", 1)
-		got := string(avail[len(avail)-1])
-		if got == state {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("…/available = %q, want %q", got, state)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return string(avail[len(avail)-1])
+	}
+	if !testenv.WaitUntil(15*time.Second, func() bool { return last() == state }) {
+		b.t.Fatalf("…/available = %q, want %q", last(), state)
 	}
 }
 
@@ -263,16 +252,9 @@ func (b *box) postVisit(token []byte) {
 // down).
 func (b *box) waitLogged(want func(store.Event) bool) {
 	b.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, ev := range b.events() {
-			if want(ev) {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.WaitUntil(30*time.Second, func() bool { return slices.ContainsFunc(b.events(), want) }) {
+		b.t.Fatal("event not logged within 30s")
 	}
-	b.t.Fatal("event not logged within 30s")
 }
 
 // receipt waits for the n-th revoke receipt and verifies it with the device

@@ -204,26 +204,28 @@ func (b *box) start() {
 	b.proc, b.exited = cmd, exited
 	b.mu.Unlock()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + b.httpAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
+	var exitErr error
+	up := testenv.WaitUntil(30*time.Second, func() bool {
 		select {
-		case err := <-exited:
-			b.mu.Lock()
-			b.proc = nil
-			b.mu.Unlock()
-			b.t.Fatalf("consentcam run exited at start: %v\n%s", err, b.logs.String())
-		case <-time.After(50 * time.Millisecond):
+		case exitErr = <-exited:
+			return true
+		default:
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("consentcam not answering on %s after 30s", b.httpAddr)
+		resp, err := http.Get("http://" + b.httpAddr + "/healthz")
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	switch {
+	case exitErr != nil:
+		b.mu.Lock()
+		b.proc = nil
+		b.mu.Unlock()
+		b.t.Fatalf("consentcam run exited at start: %v\n%s", exitErr, b.logs.String())
+	case !up:
+		b.t.Fatalf("consentcam not answering on %s after 30s", b.httpAddr)
 	}
 	b.sub.WaitOnline()
 }
@@ -270,6 +272,18 @@ func (b *box) get(path, role string) (int, []byte) {
 		b.t.Fatal(err)
 	}
 	return resp.StatusCode, body
+}
+
+// records lists, as the operator, the records a query names ("visit=V",
+// "subject=S").
+func (b *box) records(query string) []store.Record {
+	b.t.Helper()
+	code, body := b.get("/v1/records?"+query, agent.RoleOperator)
+	var recs []store.Record
+	if code != 200 || json.Unmarshal(body, &recs) != nil {
+		b.t.Fatalf("GET /v1/records?%s: %d %s", query, code, body)
+	}
+	return recs
 }
 
 // metric reads one value from /metrics.
@@ -334,28 +348,25 @@ func (b *box) events() []store.Event {
 // waitEvent waits until the bus has delivered an event matching want.
 func (b *box) waitEvent(what string, want func(store.Event) bool) store.Event {
 	b.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n := uint64(0)
-		for _, raw := range b.sub.Audit(1 << 16) {
-			if raw == nil {
-				continue
-			}
-			n++
+	var found store.Event
+	ok := testenv.WaitUntil(30*time.Second, func() bool {
+		for _, raw := range b.sub.Received() {
 			var ev store.Event
 			if err := json.Unmarshal(raw, &ev); err == nil && want(ev) {
-				return ev
+				found = ev
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			var log strings.Builder
-			for _, ev := range b.events() {
-				fmt.Fprintf(&log, "  %d %s visit=%s reason=%s\n", ev.Seq, ev.Type, ev.Visit, ev.Reason)
-			}
-			b.t.Fatalf("no %s on …/audit after 30s (%d events arrived); log:\n%s", what, n, log.String())
+		return false
+	})
+	if !ok {
+		var log strings.Builder
+		for _, ev := range b.events() {
+			fmt.Fprintf(&log, "  %d %s visit=%s reason=%s\n", ev.Seq, ev.Type, ev.Visit, ev.Reason)
 		}
-		time.Sleep(50 * time.Millisecond)
+		b.t.Fatalf("no %s on …/audit after 30s (%d events arrived); log:\n%s", what, len(b.sub.Received()), log.String())
 	}
+	return found
 }
 
 func eventOf(typ, visit string) func(store.Event) bool {

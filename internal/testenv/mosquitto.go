@@ -102,22 +102,25 @@ func (m *Mosquitto) Start() {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	m.cmd, m.done = cmd, done
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	exited := false
+	listening := WaitUntil(10*time.Second, func() bool {
+		select {
+		case <-done:
+			exited = true
+			return true
+		default:
+		}
 		c, err := net.DialTimeout("tcp", m.Addr(), time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		select {
-		case <-done:
-			m.tb.Fatalf("mosquitto exited at start: %s", m.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.tb.Fatalf("mosquitto not listening on %s after 10s: %v", m.Addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	})
+	switch {
+	case exited:
+		m.tb.Fatalf("mosquitto exited at start: %s", m.Log())
+	case !listening:
+		m.tb.Fatalf("mosquitto not listening on %s after 10s", m.Addr())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -97,13 +99,15 @@ func (s *Subscriber) WaitAudit(n uint64, timeout time.Duration) {
 	})
 }
 
-// Audit returns the audit payloads of seq 0..n-1 (nil where one is missing).
-func (s *Subscriber) Audit(n uint64) [][]byte {
+// Received returns the audit payloads that have arrived, one per seq, in
+// seq order.
+func (s *Subscriber) Received() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([][]byte, n)
-	for seq := range out {
-		out[seq] = s.audit[uint64(seq)]
+	seqs := slices.Sorted(maps.Keys(s.audit))
+	out := make([][]byte, len(seqs))
+	for i, seq := range seqs {
+		out[i] = s.audit[seq]
 	}
 	return out
 }
@@ -162,17 +166,12 @@ func (s *Subscriber) Publish(topic string, payload []byte) {
 // waitFor polls cond, under the lock, until it holds or timeout passes.
 func (s *Subscriber) waitFor(what string, timeout time.Duration, cond func() bool) {
 	s.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	ok := WaitUntil(timeout, func() bool {
 		s.mu.Lock()
-		ok := cond()
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.tb.Fatalf("waited %v for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer s.mu.Unlock()
+		return cond()
+	})
+	if !ok {
+		s.tb.Fatalf("waited %v for %s", timeout, what)
 	}
 }
