@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +36,36 @@ const auditUsage = `Usage:
 pull prints the audit log of an agent as JSON Lines; verify checks one.
 `
 
+const auditPullUsage = `Print an agent's audit log as JSON Lines.
+
+Usage:
+
+	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
+
+Arguments:
+
+	--url URL            the agent's HTTP address, such as http://127.0.0.1:8765
+	--token-file F       a file holding an auditor bearer token
+	--after SEQ          print only the events after this seq
+	--checkpoint FILE    also save the agent's latest checkpoint to FILE, taken
+	                     before the events so that they cover it
+`
+
+const auditVerifyUsage = `Check an audit log (JSON Lines, standard input without FILE): seq without
+gaps, the Merkle root against every signed checkpoint, and the signatures.
+Exits 0 only when all hold, and says what failed otherwise.
+
+Usage:
+
+	consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]
+
+Arguments:
+
+	--pubkey FILE        the device's public key (PKIX PEM)
+	--checkpoint FILE    a checkpoint the log must match (audit pull --checkpoint,
+	                     or …/checkpoint)
+`
+
 // Run runs audit pull or audit verify.
 func (c *AuditCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -60,28 +89,19 @@ func (c *AuditCommand) Run(ctx context.Context, args []string) error {
 const pageSize = 1000
 
 func (c *AuditCommand) pull(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("consentcam audit pull", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	base := fs.String("url", "", "the agent's HTTP `address`, such as http://127.0.0.1:8765")
-	tokenFile := fs.String("token-file", "", "`file` holding an auditor bearer token")
-	after := fs.Int64("after", -1, "print only events after this `seq`")
-	cpOut := fs.String("checkpoint", "", "also save the agent's latest checkpoint to this `file`, taken before the events so that they cover it")
-	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("audit pull", auditPullUsage, c.Stderr)
+	base := fs.String("url", "", "")
+	tokenFile := fs.String("token-file", "", "")
+	after := fs.Int64("after", -1, "")
+	cpOut := fs.String("checkpoint", "", "")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case fs.NArg() > 0:
-		return usagef("audit pull takes no arguments (got %q)", fs.Args())
-	case *base == "":
-		return usagef("audit pull needs --url")
-	case *tokenFile == "":
-		return usagef("audit pull needs --token-file")
-	case *after < -1:
-		return usagef("--after must be a seq (0 or more)")
+	if err := required(fs, "url", "token-file"); err != nil {
+		return err
+	}
+	if *after < -1 {
+		return usagef("audit pull: --after must be a seq (0 or more)")
 	}
 	u, err := url.Parse(strings.TrimSuffix(*base, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -160,24 +180,14 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 }
 
 func (c *AuditCommand) verify(args []string) error {
-	fs := flag.NewFlagSet("consentcam audit verify", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	pubPath := fs.String("pubkey", "", "the device's public key `file` (PKIX PEM)")
-	cpPath := fs.String("checkpoint", "", "a checkpoint `file` the log must match (from audit pull --checkpoint or …/checkpoint)")
-	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]")
-		fmt.Fprintln(c.Stderr, "\nChecks a log (JSON Lines; standard input without FILE): seq without gaps,")
-		fmt.Fprintln(c.Stderr, "the Merkle root against every signed checkpoint, and the signatures.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("audit verify", auditVerifyUsage, c.Stderr)
+	pubPath := fs.String("pubkey", "", "")
+	cpPath := fs.String("checkpoint", "", "")
+	if err := parseFlagsArgs(fs, args, 1); err != nil {
 		return err
 	}
-	if *pubPath == "" {
-		return usagef("audit verify needs --pubkey")
-	}
-	if fs.NArg() > 1 {
-		return usagef("audit verify takes at most one log file")
+	if err := required(fs, "pubkey"); err != nil {
+		return err
 	}
 	pub, err := consent.ReadPublicKey(*pubPath)
 	if err != nil {

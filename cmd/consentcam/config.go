@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentcam/consentcam/capture"
+	"github.com/consentcam/consentcam/capture/opencv"
 	"gopkg.in/yaml.v3"
 )
 
@@ -130,6 +132,17 @@ const (
 	RoleKiosk    = "kiosk"
 )
 
+// Rules are the capture rules the configuration sets (once validated).
+func (c *Config) Rules() capture.Rules {
+	zone, _ := capture.ZoneOf(c.Capture.Zone)
+	return capture.Rules{Zone: zone, MinFace: c.Capture.MinFace, MinScore: c.Capture.MinScore}
+}
+
+// SourceOptions say where the configuration takes frames from.
+func (c *Config) SourceOptions() opencv.SourceOptions {
+	return opencv.SourceOptions{URL: c.Source.URL, Realtime: c.Source.Realtime, Loop: c.Source.Loop}
+}
+
 // ConfigError is a configuration mistake, naming the key (such as
 // "capture.window") and, when known, the line of the file.
 type ConfigError struct {
@@ -164,7 +177,7 @@ func DefaultConfig() Config {
 	c.Source = SourceConfig{URL: "/dev/video0", Realtime: true}
 	c.Capture = CaptureConfig{
 		Detector:  "auto",
-		Cascade:   "/usr/share/opencv4/lbpcascades/lbpcascade_frontalface_improved.xml",
+		Cascade:   opencv.DefaultCascade,
 		DetectFPS: 5,
 		Window:    20 * time.Second,
 		Zone:      []float64{0, 0, 1, 1},
@@ -347,12 +360,8 @@ func (c *Config) Validate() error {
 	if cp.Window <= 0 {
 		return bad("capture.window", "must be a positive duration such as 20s (got %v)", cp.Window)
 	}
-	if len(cp.Zone) != 4 {
-		return bad("capture.zone", "must be [x, y, w, h] as fractions of the frame (got %d numbers)", len(cp.Zone))
-	}
-	x, y, w, h := cp.Zone[0], cp.Zone[1], cp.Zone[2], cp.Zone[3]
-	if x < 0 || y < 0 || w <= 0 || h <= 0 || x+w > 1+1e-9 || y+h > 1+1e-9 {
-		return bad("capture.zone", "must lie inside the frame: 0 <= x, y; w, h > 0; x+w <= 1; y+h <= 1 (got %v)", cp.Zone)
+	if _, err := capture.ZoneOf(cp.Zone); err != nil {
+		return bad("capture.zone", "%s (as fractions of the frame)", strings.TrimPrefix(err.Error(), "zone: "))
 	}
 	if cp.MinFace < 1 {
 		return bad("capture.min_face", "must be at least 1 pixel (got %d)", cp.MinFace)

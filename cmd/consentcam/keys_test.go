@@ -79,6 +79,9 @@ func TestUsage(t *testing.T) {
 		{"token revoke help", []string{"token", "revoke", "--help"}, 0, "--reason R"},
 		{"notice help", []string{"notice", "--help"}, 0, "--config FILE"},
 		{"version help", []string{"version", "--help"}, 0, "consentcam version"},
+		{"run help", []string{"run", "-h"}, 0, "--config FILE"},
+		{"audit pull help", []string{"audit", "pull", "-h"}, 0, "--token-file F"},
+		{"audit verify help", []string{"audit", "verify", "--help"}, 0, "--pubkey FILE"},
 
 		{"keys alone", []string{"keys"}, 2, "say gen"},
 		{"keys unknown", []string{"keys", "rotate"}, 2, `unknown command "rotate"`},
@@ -90,6 +93,13 @@ func TestUsage(t *testing.T) {
 		{"notice without config", []string{"notice", "--hash"}, 2, "--config is required"},
 		{"version with an argument", []string{"version", "now"}, 2, `unexpected argument "now"`},
 		{"version unknown flag", []string{"version", "--short"}, 2, "flag provided but not defined: -short"},
+		{"run without config", []string{"run"}, 2, "--config is required"},
+		{"run unknown flag", []string{"run", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"audit alone", []string{"audit"}, 2, "pull or verify"},
+		{"audit pull unknown flag", []string{"audit", "pull", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"audit pull without token", []string{"audit", "pull", "--url", "http://127.0.0.1:1"}, 2, "--token-file is required"},
+		{"audit verify without key", []string{"audit", "verify"}, 2, "--pubkey is required"},
+		{"audit verify two logs", []string{"audit", "verify", "--pubkey", "k", "a", "b"}, 2, `unexpected argument "b"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := runArgs(t, tt.args...)

@@ -134,3 +134,47 @@ func (c *VersionCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.Stdout, "consentcam %s\n", Version)
 	return nil
 }
+
+// newFlagSet returns the flag set of a subcommand, named as errors name it
+// ("token consent"). Its usage text goes to stderr on -h and on a mistake;
+// the flag package's own messages are dropped, since parseFlags returns them
+// as the usage error.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	return fs
+}
+
+// parseFlags parses a subcommand's arguments, which take no positional
+// argument: -h is flag.ErrHelp (exit 0), a mistake a usage error (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	return parseFlagsArgs(fs, args, 0)
+}
+
+// parseFlagsArgs is parseFlags for a subcommand that takes up to max
+// positional arguments after its flags.
+func parseFlagsArgs(fs *flag.FlagSet, args []string, max int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > max {
+		fs.Usage()
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(max))
+	}
+	return nil
+}
+
+// required reports the first of the named flags left empty.
+func required(fs *flag.FlagSet, names ...string) error {
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() == "" {
+			fs.Usage()
+			return usagef("%s: --%s is required", fs.Name(), name)
+		}
+	}
+	return nil
+}

@@ -108,11 +108,7 @@ func (c *ProbeCommand) Run(ctx context.Context, args []string) error {
 		if !set["cascade"] {
 			*cascade = cfg.Capture.Cascade
 		}
-		zone, err := capture.ZoneOf(cfg.Capture.Zone)
-		if err != nil {
-			return err
-		}
-		rules = capture.Rules{Zone: zone, MinFace: cfg.Capture.MinFace, MinScore: cfg.Capture.MinScore}
+		rules = cfg.Rules()
 	}
 	switch {
 	case src.URL == "":

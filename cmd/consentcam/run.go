@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,26 +40,29 @@ type RunCommand struct {
 	Started func(*agent.Agent)
 }
 
+const runUsage = `Run the daemon until SIGTERM or SIGINT.
+
+Usage:
+
+	consentcam run --config FILE [--log-level LEVEL]
+
+Arguments:
+
+	--config FILE        the configuration (deploy/consentcam.example.yaml)
+	--log-level LEVEL    debug, info (default), warn or error
+`
+
 // Run parses the flags, starts the agent and waits for ctx to end (SIGTERM
 // or SIGINT), then shuts down cleanly.
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("consentcam run", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	configPath := fs.String("config", "", "configuration `file` (required)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: consentcam run --config FILE [--log-level LEVEL]")
-		fmt.Fprintln(c.Stderr, "\nRuns the daemon until SIGTERM or SIGINT.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("run", runUsage, c.Stderr)
+	configPath := fs.String("config", "", "")
+	logLevel := fs.String("log-level", "info", "")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("run takes no arguments (got %q)", fs.Args())
-	}
-	if *configPath == "" {
-		return usagef("run needs --config FILE")
+	if err := required(fs, "config"); err != nil {
+		return err
 	}
 	logger, err := newLogger(c.Stderr, *logLevel)
 	if err != nil {
@@ -154,7 +156,6 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		purposes[p.ID] = p.Retention
 		ids = append(ids, p.ID)
 	}
-	z := cfg.Capture.Zone
 	a := agent.New()
 	a.Site, a.Camera = cfg.Site, cfg.Camera
 	a.Store = db
@@ -169,14 +170,10 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.Notice, a.NoticeHash = notice.JSON(), notice.Hash()
 	a.Purposes = purposes
 	a.DeviceKey = deviceKey
-	src := opencv.SourceOptions{URL: cfg.Source.URL, Realtime: cfg.Source.Realtime, Loop: cfg.Source.Loop}
+	src := cfg.SourceOptions()
 	a.OpenSource = func(ctx context.Context) (capture.Source, error) { return opencv.Open(ctx, src) }
 	a.Detector = det
-	a.Rules = capture.Rules{
-		Zone:     capture.Zone{X: z[0], Y: z[1], W: z[2], H: z[3]},
-		MinFace:  cfg.Capture.MinFace,
-		MinScore: cfg.Capture.MinScore,
-	}
+	a.Rules = cfg.Rules()
 	a.Window, a.DetectFPS = cfg.Capture.Window, cfg.Capture.DetectFPS
 	a.ClockSkew = cfg.Consent.ClockSkew
 	a.SweepInterval = cfg.Retention.SweepInterval

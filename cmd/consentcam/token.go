@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -238,43 +237,5 @@ func (l *stringList) String() string { return strings.Join(*l, ",") }
 
 func (l *stringList) Set(s string) error {
 	*l = append(*l, s)
-	return nil
-}
-
-// newFlagSet returns the flag set of a subcommand, named as errors name it
-// ("token consent"). Its usage text goes to stderr on -h and on a mistake;
-// the flag package's own messages are dropped, since parseFlags returns them
-// as the usage error.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	return fs
-}
-
-// parseFlags parses a subcommand's arguments, which take no positional
-// argument: -h is flag.ErrHelp (exit 0), a mistake a usage error (exit 2).
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%s: %v", fs.Name(), err)
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	return nil
-}
-
-// required reports the first of the named flags left empty.
-func required(fs *flag.FlagSet, names ...string) error {
-	for _, name := range names {
-		if fs.Lookup(name).Value.String() == "" {
-			fs.Usage()
-			return usagef("%s: --%s is required", fs.Name(), name)
-		}
-	}
 	return nil
 }
