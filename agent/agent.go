@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,27 +14,34 @@ import (
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/mod/sumdb/note"
+)
+
+// Defaults of docs/SPEC.md ("Capture rules", "Configuration"). The
+// configuration starts from these; capture.DefaultRules holds the face rules.
+const (
+	DefaultWindow             = 20 * time.Second
+	DefaultDetectFPS          = 5.0
+	DefaultBestOf             = 3
+	DefaultSweepInterval      = time.Minute
+	DefaultCheckpointInterval = time.Minute
+	DefaultCompactInterval    = 10 * time.Minute
 )
 
 // Store is the persistent state the agent needs: *store.DB implements it.
 type Store interface {
 	Update(fn func(tx *store.Tx) error) error
 	View(fn func(tx *store.Tx) error) error
-	Events(from uint64, limit int) ([][]byte, error)
+	Subscribe(fn func(events []store.Event))
 	Size() uint64
-	InclusionProof(seq, size uint64) ([][]byte, error)
-	ConsistencyProof(from, to uint64) ([][]byte, error)
-	Root(size uint64) ([]byte, error)
-	LatestCheckpoint() ([]byte, error)
-	Pending(limit int) ([]store.Message, error)
-	Ack(seqs ...uint64) error
-	PendingCount() (int, error)
 	RecordCount() (int, error)
 	Compact() (store.CompactStats, error)
 }
 
 // Verifier checks consent tokens and revoke commands: *consent.Verifier.
+// It keeps no state; the agent spends token ids itself.
 type Verifier interface {
 	VerifyConsent(token []byte) (*consent.Consent, error)
 	VerifyRevoke(token []byte) (*consent.Revoke, error)
@@ -48,8 +53,11 @@ type Detector interface {
 	Name() string
 }
 
-// Agent is the consentcam daemon. Set the exported fields, then Open; Close
-// stops it. Fields must not change after Open.
+// Agent is the core of the consentcam daemon: the control loop that owns
+// capture windows, revokes, sweeps, checkpoints and compaction, and the
+// typed API the transports (agent/httpapi, agent/mqttbus) call. Set the
+// exported fields, then Open; Close stops it. Fields must not change after
+// Open.
 type Agent struct {
 	Site   string
 	Camera string
@@ -57,9 +65,7 @@ type Agent struct {
 	Store    Store
 	Verifier Verifier
 
-	// Notice is the notice JSON (with its hash) published on …/notice and
-	// served at /v1/notice; NoticeHash is its hash.
-	Notice     []byte
+	// NoticeHash is the hash of the notice in force, recorded at start.
 	NoticeHash string
 	// Purposes maps each configured purpose id to its retention.
 	Purposes map[string]time.Duration
@@ -86,58 +92,67 @@ type Agent struct {
 	CheckpointInterval time.Duration
 	CompactInterval    time.Duration
 
-	MQTT MQTTOptions
-	HTTP HTTPOptions
-	// Kiosk, when set, turns on the consent kiosk (kiosk.go).
-	Kiosk *KioskOptions
+	// Registry receives the agent's metrics; the transports add theirs.
+	Registry *prometheus.Registry
 
 	// Version is reported in agent.started.
 	Version string
 	Now     func() time.Time
 	Logger  *slog.Logger
 
-	signer   note.Signer
-	metrics  *metrics
-	kiosk    *kiosk
-	mqtt     *mqttClient
-	listener net.Listener
-	server   *http.Server
+	signer  note.Signer
+	metrics *metrics
+	visits  *visitTracker
+	// state is the open window and the queue as the control loop last
+	// published them: the one place they are read from outside the loop.
+	state atomic.Pointer[Snapshot]
 
 	consents chan consentRequest
 	revokes  chan revokeRequest
 	frames   chan capture.Frame
-	kick     chan struct{} // wakes the outbox publisher
-	// windowOpen is read by the frame reader to drop frames early.
-	windowOpen atomic.Bool
 	// compactDue is set when records were deleted since the last compaction.
 	compactDue atomic.Bool
 
 	opened    bool
-	ctx       context.Context
+	ctx       context.Context // ends when Close begins
 	cancel    context.CancelFunc
 	loopsDone sync.WaitGroup // the frame reader and the control loop
-	pubDone   chan struct{}  // the outbox publisher
-	pubCancel context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New returns an agent with the defaults of docs/SPEC.md.
 func New() *Agent {
-	return &Agent{
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{
 		Rules:              capture.DefaultRules(),
-		Window:             20 * time.Second,
-		DetectFPS:          5,
-		BestOf:             3,
-		ClockSkew:          30 * time.Second,
-		SweepInterval:      time.Minute,
-		CheckpointInterval: time.Minute,
-		CompactInterval:    10 * time.Minute,
-		HTTP:               HTTPOptions{Addr: "127.0.0.1:8765"},
+		Window:             DefaultWindow,
+		DetectFPS:          DefaultDetectFPS,
+		BestOf:             DefaultBestOf,
+		ClockSkew:          consent.DefaultClockSkew,
+		SweepInterval:      DefaultSweepInterval,
+		CheckpointInterval: DefaultCheckpointInterval,
+		CompactInterval:    DefaultCompactInterval,
+		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,
 		Logger:             slog.New(slog.DiscardHandler),
+		consents:           make(chan consentRequest),
+		revokes:            make(chan revokeRequest),
+		frames:             make(chan capture.Frame),
+		ctx:                ctx,
+		cancel:             cancel,
 	}
+	a.state.Store(&Snapshot{})
+	return a
+}
+
+// newRegistry is a metrics registry holding the Go runtime's and the
+// process's metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // Log attribute keys.
@@ -145,17 +160,14 @@ const (
 	logKeyError  = "error"
 	logKeyReason = "reason"
 	logKeyVisit  = "visit"
-	logKeySeq    = "seq"
-	logKeyTopic  = "topic"
 )
 
 // Origin is the checkpoint origin: consentcam/SITE/CAMERA.
 func (a *Agent) Origin() string { return store.Origin(a.Site, a.Camera) }
 
-// Open checks the configuration, records agent.started, and starts the
-// frame reader, the control loop, the MQTT client, the outbox publisher and
-// the HTTP server.
-func (a *Agent) Open(ctx context.Context) error {
+// Open checks the fields, records agent.started, and starts the frame
+// reader and the control loop.
+func (a *Agent) Open() error {
 	switch {
 	case a.opened:
 		return errors.New("agent: already opened; make a new one")
@@ -171,37 +183,25 @@ func (a *Agent) Open(ctx context.Context) error {
 		return errors.New("agent: window, detect_fps and best-of must be positive")
 	case len(a.Purposes) == 0:
 		return errors.New("agent: no purposes")
+	case a.Registry == nil:
+		return errors.New("agent: no metrics registry")
 	}
 	a.opened = true
 	signer, err := store.NewCheckpointSigner(a.Origin(), a.DeviceKey)
 	if err != nil {
-		return fmt.Errorf("checkpoint signer: %w", err)
+		return fmt.Errorf("agent: %w", err)
 	}
 	a.signer = signer
-	a.metrics = newMetrics(a)
-	if a.Kiosk != nil {
-		if a.kiosk, err = newKiosk(a); err != nil {
-			return err
-		}
+	if a.metrics, err = newMetrics(a); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
-	a.consents = make(chan consentRequest)
-	a.revokes = make(chan revokeRequest)
-	a.frames = make(chan capture.Frame)
-	a.kick = make(chan struct{}, 1)
-	if err := a.listenHTTP(); err != nil {
-		return err
-	}
+	a.visits = newVisitTracker()
+	a.Store.Subscribe(a.metrics.observe)
+	a.Store.Subscribe(a.visits.observe)
 	if err := a.start(); err != nil {
-		a.listener.Close()
+		a.cancel()
 		return err
 	}
-
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.mqtt = newMQTTClient(a)
-	pubCtx, pubCancel := context.WithCancel(context.Background())
-	a.pubCancel, a.pubDone = pubCancel, make(chan struct{})
-	go func() { defer close(a.pubDone); a.publishOutbox(pubCtx) }()
-	a.mqtt.connect()
 
 	src := &capture.Reopen{
 		Open:       a.OpenSource,
@@ -214,7 +214,6 @@ func (a *Agent) Open(ctx context.Context) error {
 	a.loopsDone.Add(2)
 	go func() { defer a.loopsDone.Done(); a.readFrames(src) }()
 	go func() { defer a.loopsDone.Done(); a.controlLoop() }()
-	go a.serveHTTP()
 	return nil
 }
 
@@ -231,7 +230,7 @@ func (a *Agent) start() error {
 		Detail: map[string]any{"hash": a.NoticeHash},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("record agent.started: %w", err)
 	}
 	if err := a.sweep(); err != nil {
 		return err
@@ -240,96 +239,37 @@ func (a *Agent) start() error {
 	return err
 }
 
-// Close stops capture (an open window closes without saving), records
-// agent.stopped and a final checkpoint, gives the outbox until ctx ends to
-// drain, publishes "stopped" and disconnects. It returns the first error.
-func (a *Agent) Close(ctx context.Context) error {
-	a.closeOnce.Do(func() { a.closeErr = a.close(ctx) })
+// Close stops capture (an open window closes without saving), and records
+// agent.stopped and a final checkpoint. It returns the first error.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() { a.closeErr = a.close() })
 	return a.closeErr
 }
 
-func (a *Agent) close(ctx context.Context) error {
-	if a.cancel == nil {
+func (a *Agent) close() error {
+	a.cancel()
+	if !a.opened || a.signer == nil {
 		return nil // never opened, or Open failed
 	}
-	shutCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	errs := []error{ignoreClosed(a.server.Shutdown(shutCtx))}
-	cancel()
-	a.cancel()
 	a.loopsDone.Wait()
-
-	errs = append(errs, a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent}))
+	errs := []error{a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent})}
 	_, err := a.checkpoint()
-	errs = append(errs, err)
-
-	a.drainOutbox(ctx)
-	a.pubCancel()
-	<-a.pubDone
-	a.mqtt.disconnect(availabilityStopped)
-	return errors.Join(errs...)
-}
-
-func ignoreClosed(err error) error {
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-// auditTx is a store transaction that remembers the events appended in it,
-// so that they are announced once they are durable.
-type auditTx struct {
-	*store.Tx
-	events []*store.Event
-}
-
-// Append appends events to the log in this transaction.
-func (tx *auditTx) Append(events ...*store.Event) error {
-	for _, ev := range events {
-		if err := tx.Tx.Append(ev); err != nil {
-			return fmt.Errorf("append %s: %w", ev.Type, err)
-		}
-		tx.events = append(tx.events, ev)
-	}
-	return nil
-}
-
-// update runs fn in one store transaction: the state change and the events
-// describing it commit together or not at all. Then it announces the events.
-func (a *Agent) update(fn func(tx *auditTx) error) error {
-	var atx *auditTx
-	err := a.Store.Update(func(tx *store.Tx) error {
-		atx = &auditTx{Tx: tx}
-		return fn(atx)
-	})
-	if err != nil {
-		return err
-	}
-	a.committed(atx.events...)
-	return nil
+	return errors.Join(append(errs, err)...)
 }
 
 // append records events in a transaction of their own.
 func (a *Agent) append(events ...*store.Event) error {
-	return a.update(func(tx *auditTx) error { return tx.Append(events...) })
+	return a.Store.Update(func(tx *store.Tx) error { return appendAll(tx, events...) })
 }
 
-// committed tells the publisher and the metrics about events that are now
-// durable.
-func (a *Agent) committed(events ...*store.Event) {
-	if len(events) == 0 {
-		return
-	}
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+// appendAll appends events to the log in tx.
+func appendAll(tx *store.Tx, events ...*store.Event) error {
 	for _, ev := range events {
-		a.metrics.observe(ev)
-		if a.kiosk != nil {
-			a.kiosk.visits.observe(ev)
+		if err := tx.Append(ev); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // Actors named in audit events.
@@ -350,6 +290,12 @@ func (a *Agent) sourceRecovered() {
 	a.logErr("audit source.recovered", a.append(&store.Event{Type: store.EventSourceRecovered, Actor: actorAgent}))
 }
 
+func (a *Agent) logErr(what string, err error) {
+	if err != nil {
+		a.Logger.Error(what, logKeyError, err)
+	}
+}
+
 // readFrames reads every frame and drops it at once unless a window is open:
 // with no window no detector runs and nothing is kept.
 func (a *Agent) readFrames(src capture.Source) {
@@ -368,7 +314,7 @@ func (a *Agent) readFrames(src capture.Source) {
 			return
 		}
 		a.metrics.frames.Inc()
-		if !a.windowOpen.Load() {
+		if a.state.Load().Window == "" {
 			f.Close()
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"image/jpeg"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -13,35 +12,26 @@ import (
 	"time"
 
 	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
+	"github.com/consentcam/consentcam/agent/internal/agenttest"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
 )
 
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // Without a consent token frames are read and dropped: the detector never
 // runs, nothing is kept, and the log holds only the agent's own events.
 func TestNoConsentNoDetection(t *testing.T) {
-	r := newRig(t, time.Hour, nil)
-	r.cam.show(face(200, 100, 160, 0.95))
-	testenv.WaitUntil(10*time.Second, func() bool { return r.cam.reads.Load() >= 30 })
-	if n := r.cam.reads.Load(); n < 30 {
+	r := agenttest.New(t, time.Hour, nil)
+	r.Cam.Show(agenttest.Face(200, 100, 160, 0.95))
+	testenv.WaitUntil(10*time.Second, func() bool { return r.Cam.Reads.Load() >= 30 })
+	if n := r.Cam.Reads.Load(); n < 30 {
 		t.Fatalf("only %d frames read", n)
 	}
-	if n := r.cam.detects.Load(); n != 0 {
+	if n := r.Cam.Detects.Load(); n != 0 {
 		t.Errorf("detector ran %d times without a window", n)
 	}
-	_, body := r.do("GET", "/metrics", "", nil)
+	_, body := r.Do("GET", "/metrics", "", nil)
 	for _, want := range []string{"consentcam_frames_analyzed_total 0", "consentcam_records 0", "consentcam_windows_open 0"} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %q", want)
@@ -50,11 +40,11 @@ func TestNoConsentNoDetection(t *testing.T) {
 	if !bytes.Contains(body, []byte("consentcam_frames_total ")) || bytes.Contains(body, []byte("consentcam_frames_total 0\n")) {
 		t.Errorf("consentcam_frames_total not counting frames")
 	}
-	n, err := r.db.RecordCount()
+	n, err := r.DB.RecordCount()
 	if err != nil || n != 0 {
 		t.Errorf("records = %d, %v; want 0", n, err)
 	}
-	for _, ev := range r.events() {
+	for _, ev := range r.Events() {
 		switch ev.Type {
 		case store.EventAgentStarted, store.EventNoticePublished, store.EventCheckpoint:
 		default:
@@ -66,28 +56,28 @@ func TestNoConsentNoDetection(t *testing.T) {
 // A valid token opens a window; the visitor's face is saved under the
 // purposes consented to, readable only for those, and every read audited.
 func TestConsentCapture(t *testing.T) {
-	r := newRig(t, time.Hour, nil)
-	r.cam.show(face(240, 120, 160, 0.95))
-	v := r.visit(r.consentToken("visit-1", "subj-1", "channel-attribution"))
+	r := agenttest.New(t, time.Hour, nil)
+	r.Cam.Show(agenttest.Face(240, 120, 160, 0.95))
+	v := r.Visit(r.ConsentToken("visit-1", "subj-1", "channel-attribution"))
 	if v.Visit != "visit-1" || v.Subject != "subj-1" || v.Waiting != 0 {
 		t.Errorf("visit response = %+v", v)
 	}
-	saved := r.waitEvent("capture.saved", ofVisit(store.EventCaptureSaved, "visit-1"))
+	saved := r.WaitEvent("capture.saved", agenttest.OfVisit(store.EventCaptureSaved, "visit-1"))
 	if saved.Record == "" || !slices.Equal(saved.Purposes, []string{"channel-attribution"}) {
 		t.Errorf("capture.saved = %+v", saved)
 	}
-	closed := r.waitEvent("window.closed", ofVisit(store.EventWindowClosed, "visit-1"))
+	closed := r.WaitEvent("window.closed", agenttest.OfVisit(store.EventWindowClosed, "visit-1"))
 	if closed.Reason != "saved" || closed.Seq != saved.Seq+1 {
 		t.Errorf("window.closed = %+v, want reason saved right after capture.saved", closed)
 	}
 
-	resp, body := r.do("GET", "/v1/records?visit=visit-1", agent.RoleOperator, nil)
+	resp, body := r.Do("GET", "/v1/records?visit=visit-1", httpapi.RoleOperator, nil)
 	var recs []store.Record
 	if resp.StatusCode != 200 || json.Unmarshal(body, &recs) != nil || len(recs) != 1 {
 		t.Fatalf("GET /v1/records: %s %s", resp.Status, body)
 	}
 	rec := recs[0]
-	if rec.ID != saved.Record || rec.Subject != "subj-1" || rec.Notice != r.notice.Hash() || rec.Detector != "scripted" ||
+	if rec.ID != saved.Record || rec.Subject != "subj-1" || rec.Notice != r.Notice.Hash() || rec.Detector != "scripted" ||
 		len(rec.Purposes) != 1 || rec.Purposes[0].Purpose != "channel-attribution" {
 		t.Errorf("record = %+v", rec)
 	}
@@ -96,7 +86,7 @@ func TestConsentCapture(t *testing.T) {
 	}
 
 	t.Run("image for a consented purpose", func(t *testing.T) {
-		resp, body := r.do("GET", "/v1/records/"+rec.ID+"/image?purpose=channel-attribution", agent.RoleOperator, nil)
+		resp, body := r.Do("GET", "/v1/records/"+rec.ID+"/image?purpose=channel-attribution", httpapi.RoleOperator, nil)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" {
 			t.Fatalf("%s %s", resp.Status, body)
 		}
@@ -108,13 +98,13 @@ func TestConsentCapture(t *testing.T) {
 		if b := img.Bounds(); b.Dx() >= 640 || b.Dx() < 160 || b.Dy() < 160 {
 			t.Errorf("image is %v; want the face crop", b)
 		}
-		ev := r.waitEvent("record.accessed", isType(store.EventRecordAccessed))
-		if ev.Record != rec.ID || ev.Subject != "subj-1" || ev.Actor != agent.RoleOperator || !slices.Equal(ev.Purposes, []string{"channel-attribution"}) {
+		ev := r.WaitEvent("record.accessed", agenttest.IsType(store.EventRecordAccessed))
+		if ev.Record != rec.ID || ev.Subject != "subj-1" || ev.Actor != httpapi.RoleOperator || !slices.Equal(ev.Purposes, []string{"channel-attribution"}) {
 			t.Errorf("record.accessed = %+v", ev)
 		}
 	})
 	t.Run("image for another purpose", func(t *testing.T) {
-		resp, body := r.do("GET", "/v1/records/"+rec.ID+"/image?purpose=entry-security", agent.RoleOperator, nil)
+		resp, body := r.Do("GET", "/v1/records/"+rec.ID+"/image?purpose=entry-security", httpapi.RoleOperator, nil)
 		if resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte(`"reason":"purpose-not-allowed"`)) {
 			t.Errorf("%s %s", resp.Status, body)
 		}
@@ -125,18 +115,18 @@ func TestConsentCapture(t *testing.T) {
 			want       int
 		}{
 			{"/v1/records/" + rec.ID + "/image?purpose=channel-attribution", "", http.StatusUnauthorized},
-			{"/v1/records/" + rec.ID + "/image?purpose=channel-attribution", agent.RoleAuditor, http.StatusForbidden},
-			{"/v1/records?visit=visit-1", agent.RoleKiosk, http.StatusForbidden},
-			{"/v1/audit", agent.RoleOperator, http.StatusForbidden},
-			{"/v1/audit", agent.RoleAuditor, http.StatusOK},
+			{"/v1/records/" + rec.ID + "/image?purpose=channel-attribution", httpapi.RoleAuditor, http.StatusForbidden},
+			{"/v1/records?visit=visit-1", httpapi.RoleKiosk, http.StatusForbidden},
+			{"/v1/audit", httpapi.RoleOperator, http.StatusForbidden},
+			{"/v1/audit", httpapi.RoleAuditor, http.StatusOK},
 			{"/v1/notice", "", http.StatusOK},
 			{"/healthz", "", http.StatusOK},
 		} {
-			if resp, body := r.do("GET", tt.path, tt.role, nil); resp.StatusCode != tt.want {
+			if resp, body := r.Do("GET", tt.path, tt.role, nil); resp.StatusCode != tt.want {
 				t.Errorf("GET %s as %q: %s %s, want %d", tt.path, tt.role, resp.Status, body, tt.want)
 			}
 		}
-		req, _ := http.NewRequest("GET", "http://"+r.a.HTTPAddr()+"/v1/audit", nil)
+		req, _ := http.NewRequest("GET", "http://"+r.HTTP.ListenAddr()+"/v1/audit", nil)
 		req.Header.Set("Authorization", "Bearer not-a-token-at-all-0000")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -149,25 +139,25 @@ func TestConsentCapture(t *testing.T) {
 	})
 
 	// The state directory never holds the picture in plain text.
-	_, img := r.do("GET", "/v1/records/"+rec.ID+"/image?purpose=channel-attribution", agent.RoleOperator, nil)
-	r.close()
-	testenv.NoPlaintext(t, filepath.Dir(r.db.Path()), img)
+	_, img := r.Do("GET", "/v1/records/"+rec.ID+"/image?purpose=channel-attribution", httpapi.RoleOperator, nil)
+	r.Close()
+	testenv.NoPlaintext(t, filepath.Dir(r.DB.Path()), img)
 }
 
 // Frames with two faces in the zone never qualify: the window ends with
 // capture.skipped multiple-faces and nothing is kept.
 func TestTwoPeopleSkipped(t *testing.T) {
-	r := newRig(t, time.Hour, nil)
-	r.cam.show(face(40, 120, 160, 0.95), face(400, 120, 160, 0.93))
-	r.visit(r.consentToken("visit-2", "subj-2", "channel-attribution"))
-	ev := r.waitEvent("capture.skipped", ofVisit(store.EventCaptureSkipped, "visit-2"))
+	r := agenttest.New(t, time.Hour, nil)
+	r.Cam.Show(agenttest.Face(40, 120, 160, 0.95), agenttest.Face(400, 120, 160, 0.93))
+	r.Visit(r.ConsentToken("visit-2", "subj-2", "channel-attribution"))
+	ev := r.WaitEvent("capture.skipped", agenttest.OfVisit(store.EventCaptureSkipped, "visit-2"))
 	if ev.Reason != "multiple-faces" {
 		t.Errorf("capture.skipped reason = %q, want multiple-faces", ev.Reason)
 	}
-	if n, _ := r.db.RecordCount(); n != 0 {
+	if n, _ := r.DB.RecordCount(); n != 0 {
 		t.Errorf("%d records kept", n)
 	}
-	if n := r.cam.detects.Load(); n == 0 {
+	if n := r.Cam.Detects.Load(); n == 0 {
 		t.Error("the detector never ran during the window")
 	}
 }
@@ -175,17 +165,17 @@ func TestTwoPeopleSkipped(t *testing.T) {
 // One window at a time: tokens wait in arrival order, and the detector
 // stops when the last window closes.
 func TestWindowsQueueInOrder(t *testing.T) {
-	r := newRig(t, time.Hour, func(a *agent.Agent) { a.Window = 300 * time.Millisecond })
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Agent.Window = 300 * time.Millisecond })
 	for i, v := range []string{"q-1", "q-2", "q-3"} {
-		resp := r.visit(r.consentToken(v, "s-"+v, "channel-attribution"))
+		resp := r.Visit(r.ConsentToken(v, "s-"+v, "channel-attribution"))
 		if resp.Waiting != i {
 			t.Errorf("%s waiting = %d, want %d", v, resp.Waiting, i)
 		}
 	}
-	r.waitEvent("last window.closed", ofVisit(store.EventWindowClosed, "q-3"))
+	r.WaitEvent("last window.closed", agenttest.OfVisit(store.EventWindowClosed, "q-3"))
 	var order []string
 	open := ""
-	for _, ev := range r.events() {
+	for _, ev := range r.Events() {
 		switch ev.Type {
 		case store.EventWindowOpened:
 			if open != "" {
@@ -203,9 +193,9 @@ func TestWindowsQueueInOrder(t *testing.T) {
 	if !slices.Equal(order, []string{"q-1", "q-2", "q-3"}) {
 		t.Errorf("windows opened in order %v", order)
 	}
-	before := r.cam.detects.Load()
+	before := r.Cam.Detects.Load()
 	time.Sleep(200 * time.Millisecond)
-	if after := r.cam.detects.Load(); after != before {
+	if after := r.Cam.Detects.Load(); after != before {
 		t.Errorf("detector ran %d times after the last window closed", after-before)
 	}
 }
@@ -213,34 +203,34 @@ func TestWindowsQueueInOrder(t *testing.T) {
 // A queued token whose window cannot open before it expires is skipped with
 // queue-timeout; a token arriving when 16 wait is skipped with queue-full.
 func TestQueueLimits(t *testing.T) {
-	r := newRig(t, time.Hour, func(a *agent.Agent) { a.Window = time.Hour })
-	r.visit(r.consentToken("holder", "s-0", "channel-attribution"))
-	r.waitEvent("window.opened", ofVisit(store.EventWindowOpened, "holder"))
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Agent.Window = time.Hour })
+	r.Visit(r.ConsentToken("holder", "s-0", "channel-attribution"))
+	r.WaitEvent("window.opened", agenttest.OfVisit(store.EventWindowOpened, "holder"))
 
 	// A token that expires in 1 s, waiting behind a window of an hour.
-	issued := r.now()
-	short, err := consent.SignConsent(r.issuer.priv, r.issuer.kid, consent.Consent{
+	issued := r.Now()
+	short, err := consent.SignConsent(r.Issuer.Priv, r.Issuer.KID, consent.Consent{
 		Issuer: "kiosk", Subject: "s-short", Visit: "short", Purposes: []string{"channel-attribution"},
-		Notice: r.notice.Hash(), Audience: consent.Audience(site, camera),
+		Notice: r.Notice.Hash(), Audience: consent.Audience(agenttest.Site, agenttest.Camera),
 		IssuedAt: issued, NotBefore: issued, Expires: issued.Add(time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.visit(short)
-	ev := r.waitEvent("capture.skipped of the short token", ofVisit(store.EventCaptureSkipped, "short"))
+	r.Visit(short)
+	ev := r.WaitEvent("capture.skipped of the short token", agenttest.OfVisit(store.EventCaptureSkipped, "short"))
 	if ev.Reason != "queue-timeout" {
 		t.Errorf("reason = %q, want queue-timeout", ev.Reason)
 	}
 
 	for i := range agent.MaxQueue {
-		r.visit(r.consentToken("wait-"+string(rune('a'+i)), "s", "channel-attribution"))
+		r.Visit(r.ConsentToken("wait-"+string(rune('a'+i)), "s", "channel-attribution"))
 	}
-	resp, body := r.do("POST", "/v1/visits", agent.RoleKiosk, strings.NewReader(r.consentToken("one-too-many", "s", "channel-attribution")))
+	resp, body := r.Do("POST", "/v1/visits", httpapi.RoleKiosk, strings.NewReader(r.ConsentToken("one-too-many", "s", "channel-attribution")))
 	if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"reason":"queue-full"`)) {
 		t.Errorf("17th waiting token: %s %s", resp.Status, body)
 	}
-	ev = r.waitEvent("capture.skipped queue-full", ofVisit(store.EventCaptureSkipped, "one-too-many"))
+	ev = r.WaitEvent("capture.skipped queue-full", agenttest.OfVisit(store.EventCaptureSkipped, "one-too-many"))
 	if ev.Reason != "queue-full" {
 		t.Errorf("reason = %q", ev.Reason)
 	}

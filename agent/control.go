@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -16,30 +15,24 @@ import (
 const MaxQueue = 16
 
 // Reasons recorded in capture.skipped and window.closed besides the
-// detector's verdicts (no-face, multiple-faces, low-quality).
+// detector's verdicts (capture.NoFace, MultipleFaces, LowQuality).
 const (
-	reasonSaved        = "saved"
-	reasonQueueTimeout = "queue-timeout"
-	reasonQueueFull    = "queue-full"
-	reasonRevoked      = "revoked"
-	reasonShutdown     = "shutdown"
-	reasonEncodeFailed = "encode-failed"
+	ReasonSaved        = "saved" // window.closed only
+	ReasonQueueTimeout = "queue-timeout"
+	ReasonQueueFull    = "queue-full"
+	ReasonRevoked      = "revoked"
+	ReasonShutdown     = "shutdown"
+	ReasonEncodeFailed = "encode-failed"
 )
-
-// ErrStopped is returned to requests that arrive while the agent stops.
-var ErrStopped = errors.New("agent stopped")
 
 type consentRequest struct {
 	c     *consent.Consent
 	reply chan consentResult
 }
 
-// consentResult says what became of an accepted consent.
 type consentResult struct {
-	consent *consent.Consent
-	seq     uint64 // of consent.accepted
-	err     error  // a *consent.Error (replayed), or another failure
-	queue   int    // consents waiting before this one (0: its window opens now)
+	accepted Accepted
+	err      error
 }
 
 type revokeRequest struct {
@@ -47,10 +40,8 @@ type revokeRequest struct {
 	reply chan revokeResult
 }
 
-// revokeResult is what a revoke did: the receipt, and its signed JSON.
 type revokeResult struct {
-	receipt consent.Receipt
-	signed  []byte
+	receipt Receipt
 	err     error
 }
 
@@ -95,9 +86,11 @@ func (a *Agent) controlLoop() {
 			c.shutdown()
 			return
 		case req := <-a.consents:
-			req.reply <- c.accept(req.c)
+			acc, err := c.accept(req.c)
+			req.reply <- consentResult{acc, err}
 		case req := <-a.revokes:
-			req.reply <- c.revoke(req.r)
+			rc, err := c.revoke(req.r)
+			req.reply <- revokeResult{rc, err}
 		case f := <-a.frames:
 			c.analyze(f)
 		case <-windowEnd:
@@ -120,10 +113,17 @@ func (a *Agent) controlLoop() {
 	}
 }
 
-func (a *Agent) logErr(what string, err error) {
-	if err != nil {
-		a.Logger.Error(what, logKeyError, err)
+// publish makes the window and the queue as they are now the agent's
+// snapshot (Agent.Snapshot). Every change of either calls it.
+func (c *control) publish() {
+	s := &Snapshot{Queue: make([]string, len(c.queue))}
+	if c.win != nil {
+		s.Window = c.win.c.Visit
 	}
+	for i, cs := range c.queue {
+		s.Queue[i] = cs.Visit
+	}
+	c.a.state.Store(s)
 }
 
 func consentEvent(typ string, c *consent.Consent) *store.Event {
@@ -131,8 +131,9 @@ func consentEvent(typ string, c *consent.Consent) *store.Event {
 }
 
 // accept spends the token id and records consent.accepted in one
-// transaction, then queues the visit for the camera.
-func (c *control) accept(cs *consent.Consent) consentResult {
+// transaction, then queues the visit for the camera. A spent token id is
+// the last refusal, replayed.
+func (c *control) accept(cs *consent.Consent) (Accepted, error) {
 	a := c.a
 	accepted := consentEvent(store.EventConsentAccepted, cs)
 	accepted.Detail = map[string]any{"notice": cs.Notice, "expires": cs.Expires.UTC().Format(time.RFC3339)}
@@ -140,36 +141,35 @@ func (c *control) accept(cs *consent.Consent) consentResult {
 	full := len(c.queue) >= MaxQueue
 	if full {
 		skipped := consentEvent(store.EventCaptureSkipped, cs)
-		skipped.Reason = reasonQueueFull
+		skipped.Reason = ReasonQueueFull
 		events = append(events, skipped)
 	}
-	err := a.update(func(tx *auditTx) error {
+	err := a.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
-		return tx.Append(events...)
+		return appendAll(tx, events...)
 	})
 	if errors.Is(err, store.ErrReplayed) {
-		rerr := &consent.Error{Reason: consent.ReasonReplayed, Err: err}
-		a.rejectConsent(cs, rerr)
-		return consentResult{consent: cs, err: rerr}
+		err = consent.NewReplayed(cs.JTI, err)
+		a.rejectConsent(cs, err)
+		return Accepted{}, err
 	}
 	if err != nil {
-		return consentResult{consent: cs, err: fmt.Errorf("accept consent: %w", err)}
+		return Accepted{}, fmt.Errorf("accept the consent of visit %s: %w", cs.Visit, err)
 	}
-	a.metrics.consents.WithLabelValues("accepted").Inc()
+	acc := Accepted{Consent: cs, Seq: accepted.Seq}
 	if full {
-		return consentResult{consent: cs, seq: accepted.Seq, err: errQueueFull}
+		return acc, ErrQueueFull
 	}
 	c.queue = append(c.queue, cs)
-	waiting := len(c.queue) - 1
+	c.publish()
+	acc.Waiting = len(c.queue) - 1
 	if c.win != nil {
-		waiting++
+		acc.Waiting++
 	}
-	return consentResult{consent: cs, seq: accepted.Seq, queue: waiting}
+	return acc, nil
 }
-
-var errQueueFull = errors.New("too many visits are waiting for the camera; ask for a new token in a minute")
 
 // openNext opens the window of the first queued consent that has not
 // expired; those that have are skipped with queue-timeout.
@@ -194,8 +194,7 @@ func (c *control) openNext() {
 		timer: time.NewTimer(a.Window),
 		acc:   capture.NewWindow(a.Rules),
 	}
-	a.windowOpen.Store(true)
-	a.metrics.windowsOpen.Set(1)
+	c.publish()
 }
 
 // expireQueue skips queued consents whose token expired before their
@@ -210,14 +209,18 @@ func (c *control) expireQueue() {
 			continue
 		}
 		ev := consentEvent(store.EventCaptureSkipped, cs)
-		ev.Reason = reasonQueueTimeout
+		ev.Reason = ReasonQueueTimeout
 		if err := a.append(ev); err != nil {
 			a.Logger.Error("skip queued consent", logKeyVisit, cs.Visit, logKeyError, err)
 			kept = append(kept, cs) // try again later rather than lose the event
 		}
 	}
+	if len(kept) == len(c.queue) {
+		return
+	}
 	clear(c.queue[len(kept):])
 	c.queue = kept
+	c.publish()
 }
 
 // analyze runs the detector on a frame of the open window, at most
@@ -262,13 +265,13 @@ func (c *control) finish(reason string) {
 	}
 	a := c.a
 	events, rec, image := c.outcome(w, reason)
-	err := a.update(func(tx *auditTx) error {
+	err := a.Store.Update(func(tx *store.Tx) error {
 		if rec != nil {
 			if err := tx.PutRecord(rec, image); err != nil {
 				return err
 			}
 		}
-		return tx.Append(events...)
+		return appendAll(tx, events...)
 	})
 	a.logErr("close the window of visit "+w.c.Visit, err)
 }
@@ -281,8 +284,7 @@ func (c *control) closeWindow() *window {
 	}
 	c.win = nil
 	w.timer.Stop()
-	c.a.windowOpen.Store(false)
-	c.a.metrics.windowsOpen.Set(0)
+	c.publish()
 	return w
 }
 
@@ -300,7 +302,7 @@ func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Reco
 		var err error
 		if image, err = capture.EncodeJPEG(best.Image); err != nil {
 			a.Logger.Error("encode face crop", logKeyError, err)
-			reason = reasonEncodeFailed
+			reason = ReasonEncodeFailed
 		}
 	}
 	if reason != "" {
@@ -340,20 +342,21 @@ func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Reco
 		"box":      []int{rec.Box.X, rec.Box.Y, rec.Box.W, rec.Box.H},
 		"expires":  expires,
 	}
-	closed.Reason = reasonSaved
+	closed.Reason = ReasonSaved
 	closed.Record = rec.ID
 	return []*store.Event{saved, closed}, rec, image
 }
 
 // shutdown closes the window and skips the queue when the agent stops.
 func (c *control) shutdown() {
-	c.finish(reasonShutdown)
+	c.finish(ReasonShutdown)
 	for _, cs := range c.queue {
 		ev := consentEvent(store.EventCaptureSkipped, cs)
-		ev.Reason = reasonShutdown
+		ev.Reason = ReasonShutdown
 		c.a.logErr("skip queued consent", c.a.append(ev))
 	}
 	c.queue = nil
+	c.publish()
 }
 
 // matches reports whether a revoke names this consent's subject or visit.
@@ -363,24 +366,25 @@ func matches(r *consent.Revoke, cs *consent.Consent) bool {
 
 // revoke carries out a verified revoke command: in one transaction it
 // spends the request id, closes the window and drops the queued consents it
-// names, erases the records and records what it did; then it makes a
-// checkpoint and signs the receipt.
-func (c *control) revoke(r *consent.Revoke) revokeResult {
+// names, erases the records, records what it did and signs a checkpoint
+// covering it; then it signs the receipt. A spent request id is refused as
+// replayed.
+func (c *control) revoke(r *consent.Revoke) (Receipt, error) {
 	a := c.a
 	var events []*store.Event
 	closeWin := c.win != nil && matches(r, c.win.c)
 	if closeWin {
 		skipped := consentEvent(store.EventCaptureSkipped, c.win.c)
-		skipped.Reason = reasonRevoked
+		skipped.Reason = ReasonRevoked
 		closed := consentEvent(store.EventWindowClosed, c.win.c)
-		closed.Reason = reasonRevoked
+		closed.Reason = ReasonRevoked
 		events = append(events, skipped, closed)
 	}
 	var kept []*consent.Consent
 	for _, cs := range c.queue {
 		if matches(r, cs) {
 			ev := consentEvent(store.EventCaptureSkipped, cs)
-			ev.Reason = reasonRevoked
+			ev.Reason = ReasonRevoked
 			events = append(events, ev)
 		} else {
 			kept = append(kept, cs)
@@ -390,11 +394,12 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	sel := store.Selector{Subject: r.Subject, Visit: r.Visit}
 	revoked := &store.Event{Type: store.EventConsentRevoked, Subject: r.Subject, Visit: r.Visit, Reason: r.Reason, Actor: r.KeyID}
 	var erased []*store.Record
-	err := a.update(func(tx *auditTx) error {
+	var note []byte
+	err := a.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Spend(r.JTI, r.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
-		if err := tx.Append(events...); err != nil {
+		if err := appendAll(tx, events...); err != nil {
 			return err
 		}
 		var err error
@@ -409,27 +414,27 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 			}
 		}
 		revoked.Detail = map[string]any{"request": r.JTI, "erased": len(erased)}
-		return tx.Append(revoked)
+		if err := tx.Append(revoked); err != nil {
+			return err
+		}
+		note, err = a.appendCheckpoint(tx)
+		return err
 	})
 	if errors.Is(err, store.ErrReplayed) {
-		rerr := &consent.Error{Reason: consent.ReasonReplayed, Err: err}
-		a.rejectRevoke(r, rerr)
-		return revokeResult{err: rerr}
+		err = consent.NewReplayed(r.JTI, err)
+		a.rejectRevoke(r, err)
+		return Receipt{}, err
 	}
 	if err != nil {
-		return revokeResult{err: fmt.Errorf("revoke: %w", err)}
+		return Receipt{}, fmt.Errorf("carry out revoke %s: %w", r.JTI, err)
 	}
 	if closeWin {
 		c.closeWindow()
 	}
 	c.queue = kept
+	c.publish()
 	if len(erased) > 0 {
 		a.compactDue.Store(true)
-	}
-
-	note, err := a.checkpoint()
-	if err != nil {
-		return revokeResult{err: fmt.Errorf("checkpoint after revoke: %w", err)}
 	}
 	rc := consent.Receipt{
 		Request:    r.JTI,
@@ -442,9 +447,9 @@ func (c *control) revoke(r *consent.Revoke) revokeResult {
 	}
 	signed, err := consent.SignReceipt(a.DeviceKey, rc)
 	if err != nil {
-		return revokeResult{err: fmt.Errorf("sign receipt: %w", err)}
+		return Receipt{}, fmt.Errorf("sign the receipt of revoke %s: %w", r.JTI, err)
 	}
-	return revokeResult{receipt: rc, signed: signed}
+	return Receipt{Receipt: rc, Signed: signed}, nil
 }
 
 func tagPurposes(tags []store.Tag) []string {
@@ -458,7 +463,7 @@ func tagPurposes(tags []store.Tag) []string {
 // sweep drops expired purpose tags and deletes records left with none.
 func (a *Agent) sweep() error {
 	deleted := false
-	err := a.update(func(tx *auditTx) error {
+	err := a.Store.Update(func(tx *store.Tx) error {
 		res, err := tx.Sweep(a.Now())
 		if err != nil {
 			return err
@@ -475,7 +480,7 @@ func (a *Agent) sweep() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sweep: %w", err)
+		return err
 	}
 	if deleted {
 		a.compactDue.Store(true)
@@ -483,60 +488,39 @@ func (a *Agent) sweep() error {
 	return nil
 }
 
-// checkpoint signs the log as it stands, records a checkpoint event
-// carrying the signed note, publishes the note (retained) when connected,
-// and returns it.
+// checkpoint signs the log as it stands and records a checkpoint event
+// carrying the signed note, which it returns.
 func (a *Agent) checkpoint() ([]byte, error) {
 	var note []byte
-	err := a.update(func(tx *auditTx) error {
-		cp, err := tx.Checkpoint(a.Origin(), a.signer)
-		if err != nil {
-			return err
-		}
-		note = cp.Note
-		ev := cp.Event()
-		ev.Actor = actorAgent
-		return tx.Append(ev)
+	err := a.Store.Update(func(tx *store.Tx) error {
+		var err error
+		note, err = a.appendCheckpoint(tx)
+		return err
 	})
+	return note, err
+}
+
+// appendCheckpoint signs the log as it stands in tx and appends the
+// checkpoint event carrying the signed note, which it returns.
+func (a *Agent) appendCheckpoint(tx *store.Tx) ([]byte, error) {
+	cp, err := tx.Checkpoint(a.Origin(), a.signer)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, err
 	}
-	if a.mqtt != nil {
-		a.mqtt.publish(topicCheckpoint, true, note)
-	}
-	return note, nil
+	ev := cp.Event()
+	ev.Actor = actorAgent
+	return cp.Note, tx.Append(ev)
 }
 
 // compact rewrites the store so that no freed page keeps erased bytes.
 func (a *Agent) compact() error {
 	stats, err := a.Store.Compact()
 	if err != nil {
-		return fmt.Errorf("compact: %w", err)
+		return err
 	}
 	a.compactDue.Store(false)
 	return a.append(&store.Event{Type: store.EventStoreCompacted, Actor: actorAgent,
 		Detail: map[string]any{"bytes_before": stats.Before, "bytes_after": stats.After}})
-}
-
-// Consent verifies a consent token and, when it is valid, queues its visit
-// for the camera. Refusals are audited as consent.rejected; the error is a
-// *consent.Error carrying the reason.
-func (a *Agent) Consent(ctx context.Context, token []byte) (consentResult, error) {
-	cs, err := a.Verifier.VerifyConsent(token)
-	if err != nil {
-		a.rejectConsent(cs, err)
-		return consentResult{}, err
-	}
-	reply := make(chan consentResult, 1)
-	select {
-	case a.consents <- consentRequest{c: cs, reply: reply}:
-	case <-a.ctx.Done():
-		return consentResult{}, ErrStopped
-	case <-ctx.Done():
-		return consentResult{}, ctx.Err()
-	}
-	res := <-reply
-	return res, res.err
 }
 
 // rejectConsent audits a refused consent token. Claims are named only when
@@ -546,36 +530,12 @@ func (a *Agent) rejectConsent(cs *consent.Consent, err error) {
 	if cs != nil {
 		ev.Visit, ev.Subject, ev.Purposes, ev.Actor = cs.Visit, cs.Subject, cs.Purposes, cs.KeyID
 	}
-	a.metrics.consents.WithLabelValues("rejected").Inc()
 	a.Logger.Info("consent rejected", logKeyReason, ev.Reason)
 	a.logErr("audit consent.rejected", a.append(ev))
 }
 
-// Revoke verifies a revoke command and carries it out; it returns the signed
-// receipt. Refusals are audited as revoke.rejected.
-func (a *Agent) Revoke(ctx context.Context, token []byte) ([]byte, error) {
-	r, err := a.Verifier.VerifyRevoke(token)
-	if err != nil {
-		a.rejectRevoke(r, err)
-		return nil, err
-	}
-	res := a.carryOut(ctx, r)
-	return res.signed, res.err
-}
-
-// carryOut has the control loop carry out a verified revoke.
-func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) revokeResult {
-	reply := make(chan revokeResult, 1)
-	select {
-	case a.revokes <- revokeRequest{r: r, reply: reply}:
-	case <-a.ctx.Done():
-		return revokeResult{err: ErrStopped}
-	case <-ctx.Done():
-		return revokeResult{err: ctx.Err()}
-	}
-	return <-reply
-}
-
+// rejectRevoke audits a refused revoke command, naming what it asked for
+// only when the signature verified (r is nil otherwise).
 func (a *Agent) rejectRevoke(r *consent.Revoke, err error) {
 	ev := &store.Event{Type: store.EventRevokeRejected, Reason: string(consent.ReasonOf(err))}
 	if r != nil {

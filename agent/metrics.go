@@ -3,25 +3,21 @@ package agent
 import (
 	"github.com/consentcam/consentcam/store"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are the Prometheus metrics of docs/SPEC.md ("HTTP"), in a registry
-// of the agent's own.
+// metrics are the core's Prometheus metrics of docs/SPEC.md ("HTTP"). The
+// outcomes are counted from committed events, as a store subscriber.
 type metrics struct {
-	reg           *prometheus.Registry
 	frames        prometheus.Counter
 	analyzed      prometheus.Counter
 	detectSeconds prometheus.Histogram
-	windowsOpen   prometheus.Gauge
 	sourceUp      prometheus.Gauge
 	captures      *prometheus.CounterVec
 	consents      *prometheus.CounterVec
 }
 
-func newMetrics(a *Agent) *metrics {
+func newMetrics(a *Agent) (*metrics, error) {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
 		frames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "consentcam_frames_total", Help: "Frames read from the camera.",
 		}),
@@ -31,9 +27,6 @@ func newMetrics(a *Agent) *metrics {
 		detectSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "consentcam_detect_seconds", Help: "Time the face detector took per frame.",
 			Buckets: []float64{.002, .005, .01, .02, .05, .1, .2, .5, 1},
-		}),
-		windowsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "consentcam_windows_open", Help: "Capture windows open (0 or 1).",
 		}),
 		sourceUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "consentcam_source_up", Help: "1 while the camera source delivers frames, 0 after it failed.",
@@ -52,8 +45,16 @@ func newMetrics(a *Agent) *metrics {
 		m.consents.WithLabelValues(r)
 	}
 	m.sourceUp.Set(1)
-	m.reg.MustRegister(
-		m.frames, m.analyzed, m.detectSeconds, m.windowsOpen, m.sourceUp, m.captures, m.consents,
+	for _, c := range []prometheus.Collector{
+		m.frames, m.analyzed, m.detectSeconds, m.sourceUp, m.captures, m.consents,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "consentcam_windows_open", Help: "Capture windows open (0 or 1).",
+		}, func() float64 {
+			if a.state.Load().Window != "" {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "consentcam_records", Help: "Face records held in the store.",
 		}, func() float64 {
@@ -66,35 +67,26 @@ func newMetrics(a *Agent) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "consentcam_audit_seq", Help: "Seq of the last audit event (-1 before the first).",
 		}, func() float64 { return float64(a.Store.Size()) - 1 }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "consentcam_outbox_pending", Help: "Audit events not yet acknowledged by the MQTT broker.",
-		}, func() float64 {
-			n, err := a.Store.PendingCount()
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "consentcam_mqtt_connected", Help: "1 while connected to the MQTT broker.",
-		}, func() float64 {
-			if a.mqtt != nil && a.mqtt.connected() {
-				return 1
-			}
-			return 0
-		}),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return m
+	} {
+		if err := a.Registry.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
-// observe counts the outcome of a committed event.
-func (m *metrics) observe(ev *store.Event) {
-	switch ev.Type {
-	case store.EventCaptureSaved:
-		m.captures.WithLabelValues("saved").Inc()
-	case store.EventCaptureSkipped:
-		m.captures.WithLabelValues("skipped").Inc()
+// observe counts the outcomes among committed events.
+func (m *metrics) observe(events []store.Event) {
+	for _, ev := range events {
+		switch ev.Type {
+		case store.EventCaptureSaved:
+			m.captures.WithLabelValues("saved").Inc()
+		case store.EventCaptureSkipped:
+			m.captures.WithLabelValues("skipped").Inc()
+		case store.EventConsentAccepted:
+			m.consents.WithLabelValues("accepted").Inc()
+		case store.EventConsentRejected:
+			m.consents.WithLabelValues("rejected").Inc()
+		}
 	}
 }

@@ -41,7 +41,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // ReasonOf returns the refusal reason carried by err, or "" when err is nil or
-// is not a refusal (such as a failure of the replay memory).
+// is not a refusal (such as a failure of the store).
 func ReasonOf(err error) Reason {
 	var e *Error
 	if errors.As(err, &e) {

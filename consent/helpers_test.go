@@ -40,23 +40,9 @@ var noticeHash = func() string {
 	return hex.EncodeToString(sum[:])
 }()
 
-// spentSet is a replay memory holding the given token ids; it counts lookups.
-type spentSet struct {
-	ids   map[string]bool
-	calls int
-	err   error
-}
-
-func (s *spentSet) Spent(jti string) (bool, error) {
-	s.calls++
-	return s.ids[jti], s.err
-}
-
 // newVerifier returns the verifier of camera entrance-1 at site office-07,
-// trusting kiosk-1 to issue consent and ops-1 to revoke, where token id
-// "spent-jti" was already used.
-func newVerifier() (*consent.Verifier, *spentSet) {
-	spent := &spentSet{ids: map[string]bool{"spent-jti": true}}
+// trusting kiosk-1 to issue consent and ops-1 to revoke.
+func newVerifier() *consent.Verifier {
 	return &consent.Verifier{
 		Site:       "office-07",
 		Camera:     "entrance-1",
@@ -66,8 +52,7 @@ func newVerifier() (*consent.Verifier, *spentSet) {
 		NoticeHash: noticeHash,
 		ClockSkew:  30 * time.Second,
 		Now:        func() time.Time { return now },
-		Spent:      spent,
-	}, spent
+	}
 }
 
 const aud = "consentcam:office-07/entrance-1"

@@ -60,7 +60,7 @@ func TestOpenSSL_GenpkeyKeySignsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := newVerifier()
+	v := newVerifier()
 	v.Issuers["kiosk-9"] = pub
 	if _, err := v.VerifyConsent([]byte(tok)); err != nil {
 		t.Errorf("token signed with an OpenSSL key: %v", err)

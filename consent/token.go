@@ -21,6 +21,9 @@ import (
 const (
 	MaxTokenSize = 8 << 10          // bytes; a larger token is refused as too-large before parsing
 	MaxLifetime  = 15 * time.Minute // exp - iat, for consent tokens and revoke commands alike
+	// DefaultClockSkew is consent.clock_skew's default: allowed on exp, nbf
+	// and iat.
+	DefaultClockSkew = 30 * time.Second
 
 	TypConsent = "consent+jwt" // header typ of a consent token
 	TypRevoke  = "revoke+jwt"  // header typ of a revoke command
@@ -35,12 +38,6 @@ func Audience(site, camera string) string {
 		return "consentcam:" + site
 	}
 	return "consentcam:" + site + "/" + camera
-}
-
-// SpentChecker is the replay memory: whether a token id was already used.
-// *store.DB implements it.
-type SpentChecker interface {
-	Spent(jti string) (bool, error)
 }
 
 // Consent is what a verified consent token says.
@@ -80,8 +77,9 @@ type Revoke struct {
 // (wrong-type); alg (bad-signature); kid (unknown-key); signature
 // (bad-signature); then the claims: missing-claim, wrong-audience, expired,
 // not-yet-valid, lifetime-too-long, guardian-required, unknown-purpose,
-// stale-notice, and last replayed, so that only an otherwise valid token is
-// looked up in the replay memory.
+// stale-notice. The last check, replayed, is not the Verifier's: it keeps no
+// state, and whoever carries out a verified token spends its jti in the same
+// transaction as the decision (NewReplayed makes that refusal).
 //
 // Once its fields are set, a Verifier may be used from several goroutines.
 type Verifier struct {
@@ -92,14 +90,12 @@ type Verifier struct {
 	NoticeHash   string                       // hash of the notice in force
 	ClockSkew    time.Duration                // allowed on exp, nbf and iat
 	Now          func() time.Time             // time.Now when nil
-	Spent        SpentChecker                 // nil: no replay check
 }
 
 // VerifyConsent checks a consent token. On success it returns the claims and
 // nil. A refusal is a *Error; when the refusal was found after the signature
 // verified, the claims are returned with it so the audit event can name the
-// visit and subject. Any other error (the replay memory failed) also comes
-// with the claims, and ReasonOf reports "" for it.
+// visit and subject.
 func (v *Verifier) VerifyConsent(token []byte) (*Consent, error) {
 	j, err := parse(token)
 	if err != nil {
@@ -173,7 +169,7 @@ func (v *Verifier) checkConsent(c *Consent, aud []string) error {
 	if c.Notice != v.NoticeHash {
 		return refuse(ReasonStaleNotice, fmt.Errorf("the visitor was shown notice %s, the notice in force is %s", quote(c.Notice), v.NoticeHash))
 	}
-	return v.checkReplay(c.JTI)
+	return nil
 }
 
 func (v *Verifier) checkRevoke(r *Revoke, aud []string, nbf time.Time) error {
@@ -194,10 +190,7 @@ func (v *Verifier) checkRevoke(r *Revoke, aud []string, nbf time.Time) error {
 	if r.Audience, err = v.checkAudience(aud); err != nil {
 		return err
 	}
-	if err := v.checkTimes(r.IssuedAt, nbf, r.Expires); err != nil {
-		return err
-	}
-	return v.checkReplay(r.JTI)
+	return v.checkTimes(r.IssuedAt, nbf, r.Expires)
 }
 
 type claimCheck struct {
@@ -251,18 +244,10 @@ func (v *Verifier) checkTimes(iat, nbf, exp time.Time) error {
 	return nil
 }
 
-func (v *Verifier) checkReplay(jti string) error {
-	if v.Spent == nil {
-		return nil
-	}
-	spent, err := v.Spent.Spent(jti)
-	if err != nil {
-		return fmt.Errorf("replay check: %w", err)
-	}
-	if spent {
-		return refuse(ReasonReplayed, fmt.Errorf("token id %s was already used", quote(jti)))
-	}
-	return nil
+// NewReplayed is the refusal of a token whose id was already spent: the last
+// check, made by whoever spends the id (err says where it was found spent).
+func NewReplayed(jti string, err error) *Error {
+	return refuse(ReasonReplayed, fmt.Errorf("token id %s was already used: %w", quote(jti), err))
 }
 
 // authenticate checks the header (typ, alg, kid) and the signature, with the

@@ -85,6 +85,10 @@ func (tx *Tx) Append(ev *Event) error {
 	if err := tx.append(ev); err != nil {
 		return fmt.Errorf("append %s event: %w", ev.Type, err)
 	}
+	if tx.appended == nil {
+		tx.tx.OnCommit(func() { tx.db.committed(tx.appended) })
+	}
+	tx.appended = append(tx.appended, *ev)
 	return nil
 }
 
@@ -185,16 +189,9 @@ func (tx *Tx) loadTree() (*compact.Range, error) {
 	return r, nil
 }
 
-// advanceSize raises the committed size to n. Commit handlers run after
-// bbolt's lock is released, so a later transaction's may run first.
-func (db *DB) advanceSize(n uint64) {
-	for {
-		cur := db.size.Load()
-		if n <= cur || db.size.CompareAndSwap(cur, n) {
-			return
-		}
-	}
-}
+// advanceSize sets the committed size to n. Write transactions are
+// serialised and their commit handlers run in commit order.
+func (db *DB) advanceSize(n uint64) { db.size.Store(n) }
 
 func nodeKey(id compact.NodeID) []byte {
 	return binary.BigEndian.AppendUint64([]byte{byte(id.Level)}, id.Index)

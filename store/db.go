@@ -96,6 +96,12 @@ type DB struct {
 	bolt   *bbolt.DB
 	master cipher.AEAD
 	size   atomic.Uint64 // committed tree size, for Size
+
+	// writeMu serialises write transactions (bbolt allows one writer at a
+	// time anyway) so that subscribers hear of commits in commit order.
+	writeMu sync.Mutex
+	subsMu  sync.Mutex
+	subs    []func([]Event)
 }
 
 // NewDB returns a DB for the file at path with default Now and Logger.
@@ -242,9 +248,31 @@ func (db *DB) Close() error {
 // Update runs fn in a read-write transaction: everything fn does, state
 // changes and the audit events appended, commits together or not at all
 // (fn returning an error rolls it back, and that error is returned). fn must
-// not call methods of db.
+// not call methods of db. Once the transaction has committed, and before
+// Update returns, the subscribers hear of the events appended in it.
 func (db *DB) Update(fn func(tx *Tx) error) error {
 	return db.run(true, fn)
+}
+
+// Subscribe has fn called with the events of every committed transaction
+// that appended any, in commit order (so in seq order), from the goroutine
+// that committed it. fn must return quickly, must not change the events and
+// must not use db: it runs while the transaction's Update has not returned.
+func (db *DB) Subscribe(fn func(events []Event)) {
+	db.subsMu.Lock()
+	defer db.subsMu.Unlock()
+	db.subs = append(db.subs, fn)
+}
+
+// committed tells the subscribers about the events of a committed
+// transaction.
+func (db *DB) committed(events []Event) {
+	db.subsMu.Lock()
+	subs := db.subs
+	db.subsMu.Unlock()
+	for _, fn := range subs {
+		fn(events)
+	}
 }
 
 // View runs fn in a read-only transaction.
@@ -268,6 +296,8 @@ func (db *DB) boltTx(writable bool, fn func(*bbolt.Tx) error) error {
 		return ErrClosed
 	}
 	if writable {
+		db.writeMu.Lock()
+		defer db.writeMu.Unlock()
 		return db.bolt.Update(fn)
 	}
 	return db.bolt.View(fn)
@@ -280,6 +310,7 @@ type Tx struct {
 	tx       *bbolt.Tx
 	dataKeys map[string][]byte // unwrapped data keys, wiped when fn returns
 	tree     *compact.Range    // the log as it stands in the transaction, loaded on first use
+	appended []Event           // the events appended, for the subscribers once it commits
 }
 
 func (tx *Tx) bucket(name []byte) *bbolt.Bucket { return tx.tx.Bucket(name) }

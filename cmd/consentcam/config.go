@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/capture"
+	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"gopkg.in/yaml.v3"
 )
@@ -127,9 +130,9 @@ type TokenRef struct {
 
 // Roles a bearer token can grant.
 const (
-	RoleAuditor  = "auditor"
-	RoleOperator = "operator"
-	RoleKiosk    = "kiosk"
+	RoleAuditor  = httpapi.RoleAuditor
+	RoleOperator = httpapi.RoleOperator
+	RoleKiosk    = httpapi.RoleKiosk
 )
 
 // Rules are the capture rules the configuration sets (once validated).
@@ -175,22 +178,23 @@ func DefaultConfig() Config {
 	var c Config
 	c.StateDir = "/var/lib/consentcam"
 	c.Source = SourceConfig{URL: "/dev/video0", Realtime: true}
+	rules := capture.DefaultRules()
 	c.Capture = CaptureConfig{
 		Detector:  "auto",
 		Cascade:   opencv.DefaultCascade,
-		DetectFPS: 5,
-		Window:    20 * time.Second,
-		Zone:      []float64{0, 0, 1, 1},
-		MinFace:   64,
-		MinScore:  0.8,
+		DetectFPS: agent.DefaultDetectFPS,
+		Window:    agent.DefaultWindow,
+		Zone:      []float64{rules.Zone.X, rules.Zone.Y, rules.Zone.W, rules.Zone.H},
+		MinFace:   rules.MinFace,
+		MinScore:  rules.MinScore,
 	}
 	c.Keys = KeysConfig{Master: "/etc/consentcam/master.key", Device: "/etc/consentcam/device.key"}
 	c.MQTT.URL = "tcp://127.0.0.1:1883"
-	c.HTTP.Listen = "127.0.0.1:8765"
-	c.Consent.ClockSkew = 30 * time.Second
-	c.Retention.SweepInterval = time.Minute
-	c.Audit.CheckpointInterval = time.Minute
-	c.Store.CompactInterval = 10 * time.Minute
+	c.HTTP.Listen = httpapi.DefaultAddr
+	c.Consent.ClockSkew = consent.DefaultClockSkew
+	c.Retention.SweepInterval = agent.DefaultSweepInterval
+	c.Audit.CheckpointInterval = agent.DefaultCheckpointInterval
+	c.Store.CompactInterval = agent.DefaultCompactInterval
 	return c
 }
 

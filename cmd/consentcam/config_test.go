@@ -210,7 +210,7 @@ kiosk: {issuer: kiosk-1, key: %[1]s/%[2]s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := d.Agent.Kiosk; k == nil || k.Issuer != "kiosk-1" || !k.Key.Equal(want) {
+	if k := d.HTTP.Kiosk; k == nil || k.Issuer != "kiosk-1" || !k.Key.Equal(want) {
 		t.Errorf("agent kiosk = %+v", k)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
@@ -149,7 +148,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = daemon.Run(ctx, func(a *agent.Agent) { d.printStarted(c.Stdout, a) })
+	err = daemon.Run(ctx, func(dm *Daemon) { d.printStarted(c.Stdout, dm) })
 	awaitDisconnect(broker, cfg.MQTT.ClientID)
 	if err != nil {
 		return err
@@ -354,8 +353,8 @@ func (d *demo) config(listen string) Config {
 }
 
 // printStarted tells the user what runs and what to open.
-func (d *demo) printStarted(w io.Writer, a *agent.Agent) {
-	base := "http://" + a.HTTPAddr()
+func (d *demo) printStarted(w io.Writer, dm *Daemon) {
+	base := "http://" + dm.HTTP.ListenAddr()
 	host, port, _ := net.SplitHostPort(d.broker)
 	detector := "YuNet, " + d.model
 	if d.model == "" {
@@ -373,7 +372,7 @@ func (d *demo) printStarted(w io.Writer, a *agent.Agent) {
 	row("Audit log, for the auditor:", base+"/kiosk/audit#token="+d.tokens[RoleAuditor])
 	row("HTTP API:", base+"/v1/notice (also /healthz, /metrics); bearer tokens in "+filepath.Join(d.dir, "tokens")+"/")
 	row("", fmt.Sprintf(`curl -H "Authorization: Bearer $(cat %s)" '%s/v1/audit'`, d.tokenFile(RoleAuditor), base))
-	row("MQTT broker:", d.broker+", topics "+a.MQTT.TopicPrefix+"/…")
+	row("MQTT broker:", d.broker+", topics "+dm.Bus.TopicPrefix+"/…")
 	// MQTT 5: the broker says goodbye when it stops, which a 3.1.1 client
 	// takes for a protocol error.
 	row("", fmt.Sprintf("mosquitto_sub -V mqttv5 -h %s -p %s -t 'consentcam/#' -v", host, port))

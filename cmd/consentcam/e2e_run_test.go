@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
@@ -78,7 +78,7 @@ func TestE2EVisitor(t *testing.T) {
 		if recs[0].Detector != "yunet" || recs[0].Score < 0.8 || recs[0].Notice != b.notice {
 			t.Errorf("record = %+v", recs[0])
 		}
-		code, img := b.get("/v1/records/"+saved.Record+"/image?purpose=channel-attribution", agent.RoleOperator)
+		code, img := b.get("/v1/records/"+saved.Record+"/image?purpose=channel-attribution", httpapi.RoleOperator)
 		if code != 200 {
 			t.Fatalf("image: %d %s", code, img)
 		}
@@ -86,7 +86,7 @@ func TestE2EVisitor(t *testing.T) {
 		if err != nil || cfg.Width >= 640 || cfg.Height >= 480 {
 			t.Errorf("image %dx%d, %v: want a JPEG face crop", cfg.Width, cfg.Height, err)
 		}
-		if code, body := b.get("/v1/records/"+saved.Record+"/image?purpose=entry-security", agent.RoleOperator); code != http.StatusForbidden {
+		if code, body := b.get("/v1/records/"+saved.Record+"/image?purpose=entry-security", httpapi.RoleOperator); code != http.StatusForbidden {
 			t.Errorf("image for a purpose not consented: %d %s", code, body)
 		}
 		b.waitEvent("record.accessed", eventOf(store.EventRecordAccessed, "visit-1"))
@@ -100,7 +100,7 @@ func TestE2EVisitor(t *testing.T) {
 		if ev.Record != rec || ev.Detail["deleted"] != true {
 			t.Errorf("record.expired = %+v", ev)
 		}
-		if code, _ := b.get("/v1/records/"+rec+"/image?purpose=entry-security", agent.RoleOperator); code != http.StatusNotFound {
+		if code, _ := b.get("/v1/records/"+rec+"/image?purpose=entry-security", httpapi.RoleOperator); code != http.StatusNotFound {
 			t.Errorf("expired record's image: %d, want 404", code)
 		}
 	})
@@ -134,7 +134,7 @@ func TestE2EVisitor(t *testing.T) {
 		if rc.Visit != "visit-4" || rc.Erased != 1 {
 			t.Errorf("receipt = %+v, want visit-4 with 1 erased", rc)
 		}
-		if code, _ := b.get("/v1/records/"+rec4+"/image?purpose=channel-attribution", agent.RoleOperator); code != http.StatusNotFound {
+		if code, _ := b.get("/v1/records/"+rec4+"/image?purpose=channel-attribution", httpapi.RoleOperator); code != http.StatusNotFound {
 			t.Errorf("erased record's image: %d", code)
 		}
 		// The store is compacted after erasures.
@@ -237,7 +237,7 @@ func (b *box) waitAvailable(state string) {
 func (b *box) postVisit(token []byte) {
 	b.t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+b.httpAddr+"/v1/visits", bytes.NewReader(token))
-	req.Header.Set("Authorization", "Bearer "+b.tokens[agent.RoleKiosk])
+	req.Header.Set("Authorization", "Bearer "+b.tokens[httpapi.RoleKiosk])
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
@@ -272,7 +272,7 @@ func (b *box) receipt(n int) *consent.Receipt {
 // pull runs audit pull and returns the log and the checkpoint file.
 func (b *box) pull(t *testing.T) (log, checkpoint string) {
 	t.Helper()
-	tokenFile := filepath.Join(b.keys, agent.RoleAuditor+".token")
+	tokenFile := filepath.Join(b.keys, httpapi.RoleAuditor+".token")
 	checkpoint = filepath.Join(t.TempDir(), "checkpoint")
 	out, err := runMain(t, "audit", "pull", "--url", "http://"+b.httpAddr, "--token-file", tokenFile, "--checkpoint", checkpoint)
 	if err != nil {

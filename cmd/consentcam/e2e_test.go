@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/capture/opencv/opencvtest"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
@@ -83,9 +83,9 @@ func newBox(t testing.TB, bc boxConfig) *box {
 	t.Helper()
 	model := testenv.Model(t, "yunet_320x320.onnx")
 	b := &box{t: t, dir: t.TempDir(), tokens: map[string]string{
-		agent.RoleAuditor:  "auditor-token-0123456789abcdef",
-		agent.RoleOperator: "operator-token-0123456789abcdef",
-		agent.RoleKiosk:    "kiosk-token-0123456789abcdef",
+		httpapi.RoleAuditor:  "auditor-token-0123456789abcdef",
+		httpapi.RoleOperator: "operator-token-0123456789abcdef",
+		httpapi.RoleKiosk:    "kiosk-token-0123456789abcdef",
 	}}
 	b.keys = filepath.Join(b.dir, "keys")
 	b.state = filepath.Join(b.dir, "state")
@@ -278,7 +278,7 @@ func (b *box) get(path, role string) (int, []byte) {
 // "subject=S").
 func (b *box) records(query string) []store.Record {
 	b.t.Helper()
-	code, body := b.get("/v1/records?"+query, agent.RoleOperator)
+	code, body := b.get("/v1/records?"+query, httpapi.RoleOperator)
 	var recs []store.Record
 	if code != 200 || json.Unmarshal(body, &recs) != nil {
 		b.t.Fatalf("GET /v1/records?%s: %d %s", query, code, body)
@@ -330,7 +330,7 @@ func (b *box) revokeToken(flag, value string) []byte {
 // events pulls the whole log over HTTP, as an auditor.
 func (b *box) events() []store.Event {
 	b.t.Helper()
-	code, body := b.get("/v1/audit?limit=10000", agent.RoleAuditor)
+	code, body := b.get("/v1/audit?limit=10000", httpapi.RoleAuditor)
 	if code != 200 {
 		b.t.Fatalf("GET /v1/audit: %d %s", code, body)
 	}

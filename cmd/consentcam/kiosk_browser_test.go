@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
@@ -178,18 +178,18 @@ func TestKioskBrowser(t *testing.T) {
 	}
 
 	step("the tablet keeps the kiosk token, not in its address", func(t *testing.T) {
-		tb.open("/kiosk/#token=" + b.tokens[agent.RoleKiosk])
+		tb.open("/kiosk/#token=" + b.tokens[httpapi.RoleKiosk])
 		tb.waitFor(`document.querySelectorAll('input[name=purpose]').length === 2`)
 		if href := eval[string](tb, `location.href`); strings.Contains(href, "token") {
 			t.Errorf("the address still holds the token: %s", href)
 		}
-		if got := eval[string](tb, `localStorage.getItem('consentcam.kiosk-token')`); got != b.tokens[agent.RoleKiosk] {
+		if got := eval[string](tb, `localStorage.getItem('consentcam.kiosk-token')`); got != b.tokens[httpapi.RoleKiosk] {
 			t.Errorf("stored token %q", got)
 		}
 		if eval[bool](tb, `document.getElementById('choice').hidden || !document.getElementById('setup').hidden`) {
 			t.Error("the tablet shows the set-up message, not the choice")
 		}
-		if strings.Contains(eval[string](tb, `document.body.innerText`), b.tokens[agent.RoleKiosk]) {
+		if strings.Contains(eval[string](tb, `document.body.innerText`), b.tokens[httpapi.RoleKiosk]) {
 			t.Error("the page shows the token")
 		}
 	})
@@ -365,7 +365,7 @@ func TestKioskBrowser(t *testing.T) {
 
 	step("the auditor's page shows the live log and the checkpoint", func(t *testing.T) {
 		tb.do(chromedp.EmulateViewport(1280, 900))
-		tb.open("/kiosk/audit#token=" + b.tokens[agent.RoleAuditor])
+		tb.open("/kiosk/audit#token=" + b.tokens[httpapi.RoleAuditor])
 		tb.waitFor(`document.querySelector('tr[data-type="consent.declined"]') !== null`)
 		tb.waitFor(`document.getElementById('checkpoint').textContent.startsWith('consentcam/office-07/entrance-1\n')`)
 		if href := eval[string](tb, `location.href`); strings.Contains(href, "token") {
@@ -383,7 +383,7 @@ func TestKioskBrowser(t *testing.T) {
 		size := len(b.events())
 		eval[bool](tb, `token = 'not-an-auditor-token', true`) // as if the box's tokens had changed
 		tb.waitFor(`!document.getElementById('login').hidden && !document.getElementById('error').hidden`)
-		tb.do(chromedp.SendKeys(chromedp.ID("token"), b.tokens[agent.RoleAuditor]), chromedp.Click(chromedp.CSS("#login button")))
+		tb.do(chromedp.SendKeys(chromedp.ID("token"), b.tokens[httpapi.RoleAuditor]), chromedp.Click(chromedp.CSS("#login button")))
 		// A checkpoint made since (every 2 s) is shown: so are the events before it.
 		seqs := `[...document.querySelectorAll('#events tbody td:first-child')].map((td) => Number(td.textContent))`
 		tb.waitFor(fmt.Sprintf(`%s.some((seq) => seq >= %d)`, seqs, size))

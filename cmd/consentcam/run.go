@@ -15,17 +15,24 @@ import (
 	"time"
 
 	"github.com/consentcam/consentcam/agent"
+	"github.com/consentcam/consentcam/agent/httpapi"
+	"github.com/consentcam/consentcam/agent/mqttbus"
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
 )
 
-// The concrete types satisfy the interfaces the agent consumes.
+// The concrete types satisfy the interfaces the agent and its transports
+// consume.
 var (
-	_ agent.Store    = (*store.DB)(nil)
-	_ agent.Verifier = (*consent.Verifier)(nil)
-	_ agent.Detector = (capture.Detector)(nil)
+	_ agent.Store      = (*store.DB)(nil)
+	_ agent.Verifier   = (*consent.Verifier)(nil)
+	_ agent.Detector   = (capture.Detector)(nil)
+	_ httpapi.Core     = (*agent.Agent)(nil)
+	_ httpapi.AuditLog = (*store.DB)(nil)
+	_ mqttbus.Core     = (*agent.Agent)(nil)
+	_ mqttbus.Outbox   = (*store.DB)(nil)
 )
 
 // StoreFile is the bbolt file in state_dir.
@@ -36,8 +43,8 @@ type RunCommand struct {
 	Stdout io.Writer
 	Stderr io.Writer
 
-	// Started, when set, is called with the agent once it runs (tests).
-	Started func(*agent.Agent)
+	// Started, when set, is called with the daemon once it runs (tests).
+	Started func(*Daemon)
 }
 
 const runUsage = `Run the daemon until SIGTERM or SIGINT.
@@ -87,16 +94,19 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// Daemon is an agent wired to its store, keys, camera and detector.
+// Daemon is the agent wired to its store, keys, camera and detector, and
+// to its transports: the MQTT session and the HTTP API.
 type Daemon struct {
 	Agent    *agent.Agent
+	Bus      *mqttbus.Bus
+	HTTP     *httpapi.Server
 	DB       *store.DB
 	Detector capture.Detector
 	Logger   *slog.Logger
 }
 
 // OpenDaemon reads the keys the configuration names, opens the store and the
-// detector, and builds the agent (not yet started).
+// detector, and builds the agent and its transports (not yet started).
 func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	masterKey, err := consent.ReadMasterKey(cfg.Keys.Master)
 	if err != nil {
@@ -133,7 +143,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	db := store.NewDB(filepath.Join(cfg.StateDir, StoreFile))
 	db.MasterKey, db.Site, db.Camera, db.Logger = masterKey, cfg.Site, cfg.Camera, logger
 	if err := db.Open(); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
 
 	model := cfg.Capture.Model
@@ -165,9 +175,8 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		Purposes:   ids,
 		NoticeHash: notice.Hash(),
 		ClockSkew:  cfg.Consent.ClockSkew,
-		Spent:      db,
 	}
-	a.Notice, a.NoticeHash = notice.JSON(), notice.Hash()
+	a.NoticeHash = notice.Hash()
 	a.Purposes = purposes
 	a.DeviceKey = deviceKey
 	src := cfg.SourceOptions()
@@ -179,32 +188,72 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.SweepInterval = cfg.Retention.SweepInterval
 	a.CheckpointInterval = cfg.Audit.CheckpointInterval
 	a.CompactInterval = cfg.Store.CompactInterval
-	a.MQTT = mqttOpts
-	a.HTTP = agent.HTTPOptions{Addr: cfg.HTTP.Listen, Tokens: tokens}
-	a.Kiosk = kiosk
 	a.Version = Version
 	a.Logger = logger
-	return &Daemon{Agent: a, DB: db, Detector: det, Logger: logger}, nil
+
+	bus := mqttbus.New()
+	bus.Options = mqttOpts
+	bus.Core, bus.Outbox = a, db
+	bus.Notice = notice.JSON()
+	bus.Registry = a.Registry
+	bus.Logger = logger
+
+	srv := httpapi.NewServer()
+	srv.Addr, srv.Tokens = cfg.HTTP.Listen, tokens
+	srv.Core, srv.Log = a, db
+	srv.Notice = notice
+	srv.Metrics = a.Registry
+	srv.Connected = bus.Connected
+	if kiosk != nil {
+		kiosk.Window = cfg.Capture.Window
+	}
+	srv.Kiosk = kiosk
+	srv.Logger = logger
+	return &Daemon{Agent: a, Bus: bus, HTTP: srv, DB: db, Detector: det, Logger: logger}, nil
 }
 
-// Run starts the agent, waits for ctx to end, and stops everything. The
-// agent gets 10 seconds to drain its outbox.
-func (d *Daemon) Run(ctx context.Context, started func(*agent.Agent)) error {
-	if err := d.Agent.Open(ctx); err != nil {
-		d.close()
-		return err
+// Run starts the agent and its transports, waits for ctx to end, and stops
+// everything: the HTTP API first (no new requests), then the agent (an
+// open window closes, agent.stopped and a final checkpoint are recorded),
+// then the MQTT session, which gets 10 seconds to drain the outbox.
+func (d *Daemon) Run(ctx context.Context, started func(*Daemon)) error {
+	if err := d.start(); err != nil {
+		return errors.Join(err, d.close())
 	}
 	d.Logger.Info("consentcam running",
 		"site", d.Agent.Site, "camera", d.Agent.Camera,
-		"http", d.Agent.HTTPAddr(), "mqtt", d.Agent.MQTT.URL, "detector", d.Detector.Name())
+		"http", d.HTTP.ListenAddr(), "mqtt", d.Bus.URL, "detector", d.Detector.Name())
 	if started != nil {
-		started(d.Agent)
+		started(d)
 	}
 	<-ctx.Done()
 	d.Logger.Info("consentcam stopping")
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(d.Agent.Close(closeCtx), d.close())
+	return d.stop(closeCtx)
+}
+
+// start binds the HTTP listener first, so that a port in use stops the
+// daemon before it records anything, then opens the agent and its
+// transports.
+func (d *Daemon) start() error {
+	if err := d.HTTP.Listen(); err != nil {
+		return err
+	}
+	if err := d.Agent.Open(); err != nil {
+		return errors.Join(err, d.HTTP.Close(context.Background()))
+	}
+	if err := d.Bus.Open(); err != nil {
+		return errors.Join(err, d.Agent.Close(), d.HTTP.Close(context.Background()))
+	}
+	d.HTTP.Serve()
+	return nil
+}
+
+func (d *Daemon) stop(ctx context.Context) error {
+	httpCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return errors.Join(d.HTTP.Close(httpCtx), d.Agent.Close(), d.Bus.Close(ctx), d.close())
 }
 
 func (d *Daemon) close() error {
@@ -226,7 +275,7 @@ func readKeyRefs(field string, refs []KeyRef) (map[string]ed25519.PublicKey, err
 // kioskOptions reads the kiosk's key, when the kiosk is on, and refuses
 // one that is not the private key of the issuer it signs as: the agent
 // would refuse every token it signed.
-func kioskOptions(cfg Config, issuers map[string]ed25519.PublicKey) (*agent.KioskOptions, error) {
+func kioskOptions(cfg Config, issuers map[string]ed25519.PublicKey) (*httpapi.KioskOptions, error) {
 	k := cfg.Kiosk
 	if k.Key == "" {
 		return nil, nil
@@ -238,7 +287,7 @@ func kioskOptions(cfg Config, issuers map[string]ed25519.PublicKey) (*agent.Kios
 	if !key.Public().(ed25519.PublicKey).Equal(issuers[k.Issuer]) {
 		return nil, fmt.Errorf("kiosk.key: %s is not the private key of issuer %q: its public key does not match that issuer's public_key", k.Key, k.Issuer)
 	}
-	return &agent.KioskOptions{Issuer: k.Issuer, Key: key}, nil
+	return &httpapi.KioskOptions{Issuer: k.Issuer, Key: key}, nil
 }
 
 // readSecretFile reads a one-line secret (token, password), refusing a file
@@ -262,8 +311,8 @@ func readSecretFile(field, path string) (string, error) {
 	return s, nil
 }
 
-func readBearerTokens(refs []TokenRef) ([]agent.BearerToken, error) {
-	var tokens []agent.BearerToken
+func readBearerTokens(refs []TokenRef) ([]httpapi.BearerToken, error) {
+	var tokens []httpapi.BearerToken
 	for i, r := range refs {
 		field := fmt.Sprintf("http.tokens[%d].token_file", i)
 		s, err := readSecretFile(field, r.TokenFile)
@@ -273,13 +322,13 @@ func readBearerTokens(refs []TokenRef) ([]agent.BearerToken, error) {
 		if len(s) < 16 {
 			return nil, fmt.Errorf("%s: the token is shorter than 16 characters; use a long random one (openssl rand -hex 32)", field)
 		}
-		tokens = append(tokens, agent.BearerToken{Role: r.Role, Secret: s})
+		tokens = append(tokens, httpapi.BearerToken{Role: r.Role, Secret: s})
 	}
 	return tokens, nil
 }
 
-func mqttOptions(c MQTTConfig) (agent.MQTTOptions, error) {
-	o := agent.MQTTOptions{URL: c.URL, ClientID: c.ClientID, Username: c.Username, TopicPrefix: c.TopicPrefix}
+func mqttOptions(c MQTTConfig) (mqttbus.Options, error) {
+	o := mqttbus.Options{URL: c.URL, ClientID: c.ClientID, Username: c.Username, TopicPrefix: c.TopicPrefix, ReconnectMax: mqttbus.DefaultReconnectMax}
 	if c.PasswordFile != "" {
 		p, err := readSecretFile("mqtt.password_file", c.PasswordFile)
 		if err != nil {

@@ -1,7 +1,6 @@
-package agent
+package httpapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -56,12 +55,9 @@ const (
 		"没有您的同意，摄像头不会寻找人脸，也不会保存任何照片。"
 )
 
-// newKioskNotice renders the Chinese of the notice a serves.
-func newKioskNotice(a *Agent) (kioskNotice, error) {
-	var n consent.Notice
-	if err := json.Unmarshal(a.Notice, &n); err != nil {
-		return kioskNotice{}, fmt.Errorf("kiosk: read the notice: %w", err)
-	}
+// newKioskNotice renders the Chinese of notice n, whose hash is hash, for a
+// capture window of window.
+func newKioskNotice(n consent.Notice, hash string, window time.Duration) kioskNotice {
 	zh := zhNotice{
 		Collected: zhSentences[n.Collected],
 		Storage:   zhSentences[n.Storage],
@@ -70,12 +66,12 @@ func newKioskNotice(a *Agent) (kioskNotice, error) {
 		Retention: map[string]string{},
 	}
 	if strings.HasPrefix(n.Method, methodBefore) && strings.HasSuffix(n.Method, methodAfter) {
-		zh.Method = fmt.Sprintf(zhMethod, zhDuration(a.Window))
+		zh.Method = fmt.Sprintf(zhMethod, zhDuration(window))
 	}
 	for _, p := range n.Purposes {
 		zh.Retention[p.ID] = zhDuration(time.Duration(p.RetentionSeconds) * time.Second)
 	}
-	return kioskNotice{Hash: a.NoticeHash, WindowSeconds: int64((a.Window + time.Second - 1) / time.Second), ZH: zh}, nil
+	return kioskNotice{Hash: hash, WindowSeconds: int64((window + time.Second - 1) / time.Second), ZH: zh}
 }
 
 // zhDuration writes d in Chinese to the second, such as "30天", "1天12小时"

@@ -1,4 +1,4 @@
-package agent
+package httpapi
 
 import (
 	"crypto/ed25519"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/consent"
 )
@@ -105,11 +106,7 @@ func TestKioskNoticeChinese(t *testing.T) {
 		consent.NewPurpose("channel-attribution", "Tell which sales channel brought you", 720*time.Hour),
 		consent.NewPurpose("entry-security", "Keep the entrance safe", 36*time.Hour+90*time.Second),
 	}
-	a := &Agent{Notice: n.JSON(), NoticeHash: n.Hash(), Window: 20 * time.Second}
-	got, err := newKioskNotice(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := newKioskNotice(n, n.Hash(), 20*time.Second)
 	z := got.ZH
 	for field, zh := range map[string]string{
 		"collected": z.Collected, "method": z.Method, "storage": z.Storage, "sensitive": z.Sensitive, "refusal": z.Refusal,
@@ -130,8 +127,7 @@ func TestKioskNoticeChinese(t *testing.T) {
 
 	// A sentence the kiosk has no translation for is left to the English.
 	n.Refusal = "Say no if you like."
-	a.Notice = n.JSON()
-	if got, _ := newKioskNotice(a); got.ZH.Refusal != "" || got.ZH.Collected == "" {
+	if got := newKioskNotice(n, n.Hash(), 20*time.Second); got.ZH.Refusal != "" || got.ZH.Collected == "" {
 		t.Errorf("changed refusal: zh %q; collected %q", got.ZH.Refusal, got.ZH.Collected)
 	}
 }
@@ -145,7 +141,7 @@ func TestKioskExplainsEverySkipReason(t *testing.T) {
 	}
 	for _, reason := range []string{
 		string(capture.NoFace), string(capture.MultipleFaces), string(capture.LowQuality),
-		reasonQueueTimeout, reasonQueueFull, reasonRevoked, reasonShutdown, reasonEncodeFailed,
+		agent.ReasonQueueTimeout, agent.ReasonQueueFull, agent.ReasonRevoked, agent.ReasonShutdown, agent.ReasonEncodeFailed,
 	} {
 		if !regexp.MustCompile(`'` + regexp.QuoteMeta(reason) + `': \['[^']+',\s*'[^']+'\]`).Match(js) {
 			t.Errorf("kiosk.js has no English and Chinese text for capture.skipped reason %q", reason)

@@ -1,9 +1,10 @@
-package agent_test
+package mqttbus_test
 
 import (
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/agent/internal/agenttest"
 	"github.com/consentcam/consentcam/store"
 )
 
@@ -16,11 +17,11 @@ const backlog = 10000
 func BenchmarkOutboxDrain(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
-		r := newRig(b, time.Hour, nil, withBroker)
-		r.sub.WaitAudit(r.db.Size(), 15*time.Second)
-		r.broker.Stop()
+		r := agenttest.New(b, time.Hour, nil, agenttest.WithBroker)
+		r.Sub.WaitAudit(r.DB.Size(), 15*time.Second)
+		r.Broker.Stop()
 		for done := 0; done < backlog; done += 1000 {
-			err := r.db.Update(func(tx *store.Tx) error {
+			err := r.DB.Update(func(tx *store.Tx) error {
 				for range 1000 {
 					if err := tx.Append(&store.Event{Type: store.EventConsentRejected, Reason: "malformed"}); err != nil {
 						return err
@@ -32,16 +33,16 @@ func BenchmarkOutboxDrain(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		n := r.db.Size()
+		n := r.DB.Size()
 		b.StartTimer()
-		r.broker.Start()
-		r.sub.WaitAudit(n, 5*time.Minute)
+		r.Broker.Start()
+		r.Sub.WaitAudit(n, 5*time.Minute)
 		b.StopTimer()
 		// From the first to the last of the backlog reaching the
 		// subscriber: the reconnection backoff is not part of the rate.
-		first, last := r.sub.Arrived(n-backlog), r.sub.Arrived(n-1)
+		first, last := r.Sub.Arrived(n-backlog), r.Sub.Arrived(n-1)
 		b.ReportMetric(float64(backlog-1)/last.Sub(first).Seconds(), "events/s")
-		r.sub.CheckArrivalOrder()
-		r.close()
+		r.Sub.CheckArrivalOrder()
+		r.Close()
 	}
 }

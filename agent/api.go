@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"slices"
+
+	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
+)
+
+// Errors of the typed API besides the refusals (*consent.Error) and the
+// store's ErrNotFound and ErrPurpose. Callers check them with errors.Is.
+var (
+	// ErrStopped: the agent is stopping, or not running; nothing was done.
+	ErrStopped = errors.New("the agent is stopping")
+	// ErrQueueFull: the consent was accepted (and its token spent), but so
+	// many visits wait for the camera that it was skipped as queue-full.
+	ErrQueueFull = errors.New("too many visits are waiting for the camera; ask for a new token in a minute")
+)
+
+// Accepted is an accepted consent token: its claims, the seq of its
+// consent.accepted event, and how many visits are before it at the camera
+// (0: its window opens now).
+type Accepted struct {
+	Consent *consent.Consent
+	Seq     uint64
+	Waiting int
+}
+
+// Receipt is a carried-out revoke or withdrawal: the receipt, and its JSON
+// signed by the device key.
+type Receipt struct {
+	consent.Receipt
+	Signed []byte
+}
+
+// Snapshot is the capture state at one moment: the visit whose window is
+// open ("" for none) and those waiting for the camera, in order.
+type Snapshot struct {
+	Window string
+	Queue  []string
+}
+
+// Consent verifies a consent token and, when it is valid, queues its visit
+// for the camera. A refusal is audited as consent.rejected and returned as
+// a *consent.Error carrying the reason. With ErrQueueFull the consent was
+// accepted and skipped at once.
+func (a *Agent) Consent(ctx context.Context, token []byte) (Accepted, error) {
+	cs, err := a.Verifier.VerifyConsent(token)
+	if err != nil {
+		a.rejectConsent(cs, err)
+		return Accepted{}, err
+	}
+	reply := make(chan consentResult, 1)
+	if err := send(ctx, a, a.consents, consentRequest{c: cs, reply: reply}); err != nil {
+		return Accepted{}, err
+	}
+	res := <-reply
+	return res.accepted, res.err
+}
+
+// Revoke verifies a revoke command and carries it out: the window and the
+// queued consents it names are closed, the records erased, all in one
+// transaction with its events; it returns the signed receipt. A refusal is
+// audited as revoke.rejected and returned as a *consent.Error.
+func (a *Agent) Revoke(ctx context.Context, token []byte) (Receipt, error) {
+	r, err := a.Verifier.VerifyRevoke(token)
+	if err != nil {
+		a.rejectRevoke(r, err)
+		return Receipt{}, err
+	}
+	return a.carryOut(ctx, r)
+}
+
+// Withdraw erases a subject at the visitor's own request (the kiosk's
+// withdrawal code), exactly as a revoke command naming the subject would.
+// actor and reason go into the audit events.
+func (a *Agent) Withdraw(ctx context.Context, subject, actor, reason string) (Receipt, error) {
+	now := a.Now()
+	return a.carryOut(ctx, &consent.Revoke{
+		Issuer: actor, KeyID: actor, JTI: rand.Text(), Reason: reason, Subject: subject,
+		Audience: consent.Audience(a.Site, a.Camera), IssuedAt: now, Expires: now,
+	})
+}
+
+// carryOut has the control loop carry out a verified revoke.
+func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) (Receipt, error) {
+	reply := make(chan revokeResult, 1)
+	if err := send(ctx, a, a.revokes, revokeRequest{r: r, reply: reply}); err != nil {
+		return Receipt{}, err
+	}
+	res := <-reply
+	return res.receipt, res.err
+}
+
+// send hands a request to the control loop, unless the agent or ctx ends
+// first.
+func send[T any](ctx context.Context, a *Agent, ch chan<- T, req T) error {
+	select {
+	case ch <- req:
+		return nil
+	case <-a.ctx.Done():
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Decline records that a visitor said no at the kiosk, and nothing else: no
+// subject, no visit, no purpose; only the notice in force and the actor. It
+// returns the event's seq.
+func (a *Agent) Decline(actor string) (uint64, error) {
+	ev := &store.Event{Type: store.EventConsentDeclined, Actor: actor, Detail: map[string]any{"notice": a.NoticeHash}}
+	if err := a.append(ev); err != nil {
+		return 0, err
+	}
+	return ev.Seq, nil
+}
+
+// Records lists the records of a subject or a visit, metadata only.
+func (a *Agent) Records(sel store.Selector) ([]*store.Record, error) {
+	var recs []*store.Record
+	err := a.Store.View(func(tx *store.Tx) error {
+		var err error
+		recs, err = tx.Records(sel)
+		return err
+	})
+	return recs, err
+}
+
+// ReadImage returns a record's image for a purpose it is still tagged with,
+// and audits the read (record.accessed, by actor) in the same transaction:
+// no read without its event. It fails with store.ErrNotFound or
+// store.ErrPurpose.
+func (a *Agent) ReadImage(id, purpose, actor string) ([]byte, error) {
+	var image []byte
+	ev := &store.Event{Type: store.EventRecordAccessed, Record: id, Purposes: []string{purpose}, Actor: actor}
+	err := a.Store.Update(func(tx *store.Tx) error {
+		rec, err := tx.Record(id)
+		if err != nil {
+			return err
+		}
+		ev.Visit, ev.Subject = rec.Visit, rec.Subject
+		if image, err = tx.Image(id, purpose); err != nil {
+			return err
+		}
+		return tx.Append(ev)
+	})
+	return image, err
+}
+
+// Snapshot is the open window and the queue as they are now.
+func (a *Agent) Snapshot() Snapshot {
+	s := a.state.Load()
+	return Snapshot{Window: s.Window, Queue: slices.Clone(s.Queue)}
+}
