@@ -3,6 +3,7 @@ package mqttbus_test
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +122,82 @@ func TestOutboxAcrossBrokerRestart(t *testing.T) {
 	if !testenv.WaitUntil(10*time.Second, func() bool { return pending() == 0 }) {
 		t.Fatalf("%d events still pending after delivery", pending())
 	}
+}
+
+// The broker restarts, again and again, while hundreds of QoS 1 publishes
+// are in flight: every event reaches the subscriber, in seq order, the
+// outbox empties, and (under -race) paho never resends a publish of its own.
+func TestBrokerRestartInFlight(t *testing.T) {
+	r := agenttest.New(t, time.Hour, nil, agenttest.WithBroker)
+	r.Sub.WaitAudit(r.DB.Size(), 15*time.Second)
+	for round := range 4 {
+		for range 3 {
+			err := r.DB.Update(func(tx *store.Tx) error {
+				for range 500 {
+					if err := tx.Append(&store.Event{Type: store.EventConsentRejected, Reason: "malformed"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Let the publisher get some of the backlog in flight, then pull
+		// the broker from under it.
+		testenv.WaitUntil(5*time.Second, func() bool { n, _ := r.DB.PendingCount(); return n < 1400 })
+		r.Broker.Stop()
+		if round%2 == 1 {
+			time.Sleep(200 * time.Millisecond) // down for a while, or back at once
+		}
+		r.Broker.Start()
+	}
+	r.Sub.WaitAudit(r.DB.Size(), 60*time.Second)
+	r.Sub.CheckArrivalOrder()
+	if !testenv.WaitUntil(10*time.Second, func() bool { n, _ := r.DB.PendingCount(); return n == 0 }) {
+		n, _ := r.DB.PendingCount()
+		t.Fatalf("%d events still pending after delivery", n)
+	}
+}
+
+// A consent from MQTT that the store fails to record is not a refusal: the
+// failure is logged and counted, the broker's message is not acknowledged,
+// and the consent is handled once the store works again: accepted once,
+// never refused as replayed.
+func TestCommandStoreFailure(t *testing.T) {
+	var logs agenttest.LogBuffer
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Agent.Window = time.Hour },
+		agenttest.WithBroker, agenttest.WithLogger(logs.Logger()))
+	r.Faults.FailNext(3)
+	r.Sub.Publish("consent", []byte(r.ConsentToken("v-1", "s-1", "channel-attribution")))
+	r.WaitEvent("consent.accepted", agenttest.OfVisit(store.EventConsentAccepted, "v-1"))
+
+	_, metrics := r.Do("GET", "/metrics", "", nil)
+	if !regexp.MustCompile(`consentcam_mqtt_command_failures_total\{topic="consent"\} 3\n`).Match(metrics) {
+		t.Errorf("metrics do not count 3 failures:\n%s", grep(metrics, "consentcam_mqtt_command_failures_total"))
+	}
+	if n := strings.Count(logs.String(), "mqtt command failed"); n != 3 {
+		t.Errorf("%d log lines of the failure, want 3:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), r.ConsentToken("v-1", "s-1", "channel-attribution")[:20]) {
+		t.Error("the log holds the token")
+	}
+	time.Sleep(300 * time.Millisecond) // a redelivery, if any, would be handled by now
+	for _, ev := range r.Events() {
+		if ev.Type == store.EventConsentRejected {
+			t.Errorf("refused after the failure: %+v", ev)
+		}
+	}
+}
+
+// grep returns the lines of text that hold s.
+func grep(text []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

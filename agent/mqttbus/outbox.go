@@ -70,16 +70,35 @@ var errLost = errors.New("mqtt connection lost before the broker acknowledged")
 
 // publishBatch publishes audit events in order on c and returns the seqs of
 // the leading run the broker acknowledged. A client is never reconnected,
-// so an acknowledgement it reports came on this connection.
+// so an acknowledgement it reports came on this connection. The publishing
+// runs on a goroutine of its own: paho's Publish can block for its write
+// timeout once the connection is gone, and the publisher must not.
 func (b *Bus) publishBatch(c *conn, msgs []store.Message) ([]uint64, error) {
-	tokens := make([]mqtt.Token, len(msgs))
-	for i, msg := range msgs {
-		tokens[i] = c.c.Publish(b.topic(TopicAudit), 1, false, msg.Payload)
-	}
+	tokens := make(chan mqtt.Token, len(msgs))
+	go func() {
+		defer close(tokens)
+		for _, msg := range msgs {
+			select {
+			case <-c.lost:
+				return
+			default:
+			}
+			tokens <- c.c.Publish(b.topic(TopicAudit), 1, false, msg.Payload)
+		}
+	}()
 	timeout := time.NewTimer(ackTimeout)
 	defer timeout.Stop()
 	var acked []uint64
-	for i, t := range tokens {
+	for _, msg := range msgs {
+		var t mqtt.Token
+		select {
+		case t = <-tokens:
+		case <-c.lost:
+			return acked, errLost
+		}
+		if t == nil {
+			return acked, errLost
+		}
 		select {
 		case <-t.Done():
 		case <-c.lost:
@@ -92,7 +111,7 @@ func (b *Bus) publishBatch(c *conn, msgs []store.Message) ([]uint64, error) {
 		if err := t.Error(); err != nil {
 			return acked, err
 		}
-		acked = append(acked, msgs[i].Seq)
+		acked = append(acked, msg.Seq)
 	}
 	return acked, nil
 }

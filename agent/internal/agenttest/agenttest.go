@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -129,11 +130,14 @@ func NewKey(t testing.TB, kid string) KeyPair {
 // Rig is an agent with its HTTP API and MQTT session on a real bbolt store
 // and, when asked, a real Mosquitto.
 type Rig struct {
-	T        testing.TB
-	Agent    *agent.Agent
-	HTTP     *httpapi.Server
-	Bus      *mqttbus.Bus
-	DB       *store.DB
+	T     testing.TB
+	Agent *agent.Agent
+	HTTP  *httpapi.Server
+	Bus   *mqttbus.Bus
+	DB    *store.DB
+	// Faults is the store as the agent sees it: DB, with failures on
+	// demand.
+	Faults   *FaultyStore
 	Cam      *FakeCamera
 	Broker   *testenv.Mosquitto
 	Sub      *testenv.Subscriber
@@ -145,6 +149,9 @@ type Rig struct {
 	Now      func() time.Time
 	// Retention is that of the purpose entry-security.
 	Retention time.Duration
+	// Logger is given to the agent and its transports: by default it
+	// logs through the test when it runs verbose (go test -v).
+	Logger *slog.Logger
 	// Tune, when set, changes the parts after they are built with the rig's
 	// settings and before they start.
 	Tune func(*Rig)
@@ -159,6 +166,9 @@ func WithBroker(r *Rig) {
 	r.Broker = testenv.StartMosquitto(r.T)
 	r.Sub = testenv.Subscribe(r.T, r.Broker, "auditor-sub", Prefix)
 }
+
+// WithLogger gives the agent and its transports a logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Rig) { r.Logger = l } }
 
 // WithClock makes the store, the verifier and the agent read time from now.
 func WithClock(now func() time.Time) Option { return func(r *Rig) { r.Now = now } }
@@ -204,6 +214,13 @@ func New(t testing.TB, retention time.Duration, tune func(*Rig), opts ...Option)
 	if err := r.DB.Open(); err != nil {
 		t.Fatal(err)
 	}
+	r.Faults = &FaultyStore{DB: r.DB}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+		if testing.Verbose() {
+			r.Logger = TestLogger(t)
+		}
+	}
 	r.Notice = consent.NewNotice(Site, Camera, time.Second)
 	r.Notice.Controller, r.Notice.Contact, r.Notice.Withdraw = "Example Realty Ltd.", "privacy@example.com", "Ask the front desk."
 	r.Notice.Purposes = []consent.Purpose{
@@ -225,7 +242,7 @@ func (r *Rig) Start() {
 	r.T.Helper()
 	a := agent.New()
 	a.Site, a.Camera = Site, Camera
-	a.Store = r.DB
+	a.Store = r.Faults
 	a.Verifier = &consent.Verifier{
 		Site: Site, Camera: Camera,
 		Issuers:    map[string]ed25519.PublicKey{r.Issuer.KID: r.Issuer.Pub},
@@ -243,10 +260,7 @@ func (r *Rig) Start() {
 	a.Window = time.Second
 	a.DetectFPS = 20
 	a.Now = r.Now
-	logger := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		logger = TestLogger(r.T)
-	}
+	logger := r.Logger
 	a.Logger = logger
 
 	bus := mqttbus.New()
@@ -561,4 +575,68 @@ func CheckReceiptCheckpoint(t testing.TB, r *Rig, rc *consent.Receipt) {
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, rc.Seq, size, rfc6962.DefaultHasher.HashLeaf(evs[0]), hashes, root); err != nil {
 		t.Errorf("consent.revoked not provably in the receipt's checkpoint: %v", err)
 	}
+}
+
+// ErrInjected is the failure FaultyStore injects.
+var ErrInjected = errors.New("injected store failure")
+
+// FaultyStore is a store that fails write transactions on demand: a
+// transaction it fails has run in full, and is rolled back, as when the
+// disk fails at commit.
+type FaultyStore struct {
+	*store.DB
+	mu     sync.Mutex
+	fail   func(n int) bool // n counts the write transactions from 1
+	writes int
+}
+
+// FailWhen makes the store fail each write transaction for which fail
+// holds; n counts write transactions from the call on, from 1. nil stops
+// the failures.
+func (s *FaultyStore) FailWhen(fail func(n int) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail, s.writes = fail, 0
+}
+
+// FailNext fails the next n write transactions.
+func (s *FaultyStore) FailNext(n int) { s.FailWhen(func(i int) bool { return i <= n }) }
+
+// Update runs fn in a transaction of the store, and rolls it back when a
+// failure is due.
+func (s *FaultyStore) Update(fn func(tx *store.Tx) error) error {
+	return s.DB.Update(func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.writes++
+		if s.fail != nil && s.fail(s.writes) {
+			return ErrInjected
+		}
+		return nil
+	})
+}
+
+// LogBuffer keeps what a logger writes, for tests of what is logged.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Logger is a text logger writing into b.
+func (b *LogBuffer) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String is everything logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
