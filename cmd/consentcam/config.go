@@ -16,8 +16,8 @@ import (
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/capture"
-	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/capture/opencv"
+	"github.com/consentcam/consentcam/consent"
 	"gopkg.in/yaml.v3"
 )
 
