@@ -2,11 +2,11 @@ package layout_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/consentcam/consentcam/internal/testenv"
 )
 
 const module = "github.com/consentcam/consentcam/"
@@ -26,7 +26,7 @@ var forbidden = map[string][]string{
 }
 
 func TestImportsPointDown(t *testing.T) {
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps",
+	out, err := exec.Command(testenv.Program(t, "go"), "list", "-deps",
 		"-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
