@@ -112,6 +112,8 @@ type Agent struct {
 	frames   chan capture.Frame
 	// compactDue is set when records were deleted since the last compaction.
 	compactDue atomic.Bool
+	// sourceDown is set while the camera source is failed.
+	sourceDown atomic.Bool
 
 	opened    bool
 	ctx       context.Context // ends when Close begins
@@ -217,8 +219,9 @@ func (a *Agent) Open() error {
 	return nil
 }
 
-// start records agent.started and the notice in force, sweeps what expired
-// while the agent was down, and signs a checkpoint.
+// start records agent.started and the notice in force, closes the consents
+// a crash left without outcome, sweeps what expired while the agent was
+// down, and signs a checkpoint.
 func (a *Agent) start() error {
 	err := a.append(&store.Event{
 		Type:   store.EventAgentStarted,
@@ -232,11 +235,50 @@ func (a *Agent) start() error {
 	if err != nil {
 		return fmt.Errorf("record agent.started: %w", err)
 	}
+	if err := a.closeInterrupted(); err != nil {
+		return err
+	}
 	if err := a.sweep(); err != nil {
 		return err
 	}
 	_, err = a.checkpoint()
 	return err
+}
+
+// closeInterrupted records, in one transaction, the outcome of every
+// accepted consent the last run left without one (a crash, a power cut, a
+// disk that failed at shutdown): capture.skipped, and window.closed when
+// its window was open, with reason interrupted.
+func (a *Agent) closeInterrupted() error {
+	err := a.Store.Update(func(tx *store.Tx) error {
+		left, err := tx.Awaiting()
+		if err != nil {
+			return err
+		}
+		for _, w := range left {
+			ev := &store.Event{Visit: w.Visit, Subject: w.Subject, Purposes: w.Purposes, Actor: w.Actor, Reason: ReasonInterrupted}
+			skipped, closed := *ev, *ev
+			skipped.Type, closed.Type = store.EventCaptureSkipped, store.EventWindowClosed
+			events := []*store.Event{&skipped}
+			if w.Opened {
+				events = append(events, &closed)
+			}
+			if err := appendAll(tx, events...); err != nil {
+				return err
+			}
+			if err := tx.DeleteAwaiting(w.Seq); err != nil {
+				return err
+			}
+		}
+		if len(left) > 0 {
+			a.Logger.Warn("closed the consents the last run left without outcome", "count", len(left))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("close interrupted consents: %w", err)
+	}
+	return nil
 }
 
 // Close stops capture (an open window closes without saving), and records
@@ -279,6 +321,7 @@ const (
 
 func (a *Agent) sourceFailed(err error) {
 	a.Logger.Warn("camera source failed", logKeyError, err)
+	a.sourceDown.Store(true)
 	a.metrics.sourceUp.Set(0)
 	a.logErr("audit source.failed", a.append(&store.Event{Type: store.EventSourceFailed, Actor: actorAgent,
 		Detail: map[string]any{"error": err.Error()}}))
@@ -286,6 +329,7 @@ func (a *Agent) sourceFailed(err error) {
 
 func (a *Agent) sourceRecovered() {
 	a.Logger.Info("camera source recovered")
+	a.sourceDown.Store(false)
 	a.metrics.sourceUp.Set(1)
 	a.logErr("audit source.recovered", a.append(&store.Event{Type: store.EventSourceRecovered, Actor: actorAgent}))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/consentcam/consentcam/consent"
@@ -18,7 +19,20 @@ var (
 	// ErrQueueFull: the consent was accepted (and its token spent), but so
 	// many visits wait for the camera that it was skipped as queue-full.
 	ErrQueueFull = errors.New("too many visits are waiting for the camera; ask for a new token in a minute")
+	// ErrUnavailable: the store failed (a full or failing disk), so nothing
+	// was done and nothing recorded; the same request can be made again.
+	ErrUnavailable = errors.New("the box cannot record anything right now; nothing was done, try again")
 )
+
+// unavailable marks a failure of the store as ErrUnavailable, unless it is
+// one of the store's answers about the request itself.
+func unavailable(err error) error {
+	switch {
+	case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrPurpose), errors.Is(err, ErrStopped):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
 
 // Accepted is an accepted consent token: its claims, the seq of its
 // consent.accepted event, and how many visits are before it at the camera
@@ -50,8 +64,7 @@ type Snapshot struct {
 func (a *Agent) Consent(ctx context.Context, token []byte) (Accepted, error) {
 	cs, err := a.Verifier.VerifyConsent(token)
 	if err != nil {
-		a.rejectConsent(cs, err)
-		return Accepted{}, err
+		return Accepted{}, a.rejectConsent(cs, err)
 	}
 	reply := make(chan consentResult, 1)
 	if err := send(ctx, a, a.consents, consentRequest{c: cs, reply: reply}); err != nil {
@@ -64,12 +77,13 @@ func (a *Agent) Consent(ctx context.Context, token []byte) (Accepted, error) {
 // Revoke verifies a revoke command and carries it out: the window and the
 // queued consents it names are closed, the records erased, all in one
 // transaction with its events; it returns the signed receipt. A refusal is
-// audited as revoke.rejected and returned as a *consent.Error.
+// audited as revoke.rejected and returned as a *consent.Error. A revoke
+// carried out before is refused as replayed, and its receipt returned with
+// the refusal, to be sent again.
 func (a *Agent) Revoke(ctx context.Context, token []byte) (Receipt, error) {
 	r, err := a.Verifier.VerifyRevoke(token)
 	if err != nil {
-		a.rejectRevoke(r, err)
-		return Receipt{}, err
+		return Receipt{}, a.rejectRevoke(r, err)
 	}
 	return a.carryOut(ctx, r)
 }
@@ -114,7 +128,7 @@ func send[T any](ctx context.Context, a *Agent, ch chan<- T, req T) error {
 func (a *Agent) Decline(actor string) (uint64, error) {
 	ev := &store.Event{Type: store.EventConsentDeclined, Actor: actor, Detail: map[string]any{"notice": a.NoticeHash}}
 	if err := a.append(ev); err != nil {
-		return 0, err
+		return 0, unavailable(fmt.Errorf("record a refusal at the kiosk: %w", err))
 	}
 	return ev.Seq, nil
 }
@@ -127,7 +141,7 @@ func (a *Agent) Records(sel store.Selector) ([]*store.Record, error) {
 		recs, err = tx.Records(sel)
 		return err
 	})
-	return recs, err
+	return recs, unavailable(err)
 }
 
 // ReadImage returns a record's image for a purpose it is still tagged with,
@@ -148,7 +162,7 @@ func (a *Agent) ReadImage(id, purpose, actor string) ([]byte, error) {
 		}
 		return tx.Append(ev)
 	})
-	return image, err
+	return image, unavailable(err)
 }
 
 // Snapshot is the open window and the queue as they are now.

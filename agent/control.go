@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -23,6 +24,12 @@ const (
 	ReasonRevoked      = "revoked"
 	ReasonShutdown     = "shutdown"
 	ReasonEncodeFailed = "encode-failed"
+	// ReasonSourceDown: the camera gave no picture while the window was
+	// open.
+	ReasonSourceDown = "source-down"
+	// ReasonInterrupted: the agent stopped (a crash, a power cut) before the
+	// consent's outcome was recorded; the next start records this.
+	ReasonInterrupted = "interrupted"
 )
 
 type consentRequest struct {
@@ -45,20 +52,42 @@ type revokeResult struct {
 	err     error
 }
 
+// queued is an accepted consent: its claims, and the seq of its
+// consent.accepted, which keys its awaiting entry in the store until its
+// outcome is recorded.
+type queued struct {
+	c   *consent.Consent
+	seq uint64
+}
+
 // window is the open capture window of one visit.
 type window struct {
-	c          *consent.Consent
+	queued
 	timer      *time.Timer
 	acc        *capture.Window
 	nextDetect time.Time
 	qualified  int
+	analyzed   int // frames the detector saw
 }
 
-// control is the state the control loop owns: the open window and the queue.
+// closing is the outcome of an accepted consent (its window, or its place
+// in the queue), as written in one transaction with the deletion of its
+// awaiting entry: its events, and the record it saves, if any.
+type closing struct {
+	queued
+	events []*store.Event
+	rec    *store.Record
+	image  []byte
+}
+
+// control is the state the control loop owns: the open window, the queue,
+// and the outcomes the store failed to record, which are written again, in
+// order, before anything else.
 type control struct {
-	a     *Agent
-	win   *window
-	queue []*consent.Consent
+	a         *Agent
+	win       *window
+	queue     []queued
+	unsettled []closing
 }
 
 // controlLoop owns every change of capture state: it opens and closes
@@ -96,6 +125,7 @@ func (a *Agent) controlLoop() {
 		case <-windowEnd:
 			c.finish("")
 		case <-queueCheck.C:
+			c.settle()
 			c.expireQueue()
 		case <-sweep.C:
 			a.logErr("retention sweep", a.sweep())
@@ -120,8 +150,8 @@ func (c *control) publish() {
 	if c.win != nil {
 		s.Window = c.win.c.Visit
 	}
-	for i, cs := range c.queue {
-		s.Queue[i] = cs.Visit
+	for i, q := range c.queue {
+		s.Queue[i] = q.c.Visit
 	}
 	c.a.state.Store(s)
 }
@@ -131,38 +161,38 @@ func consentEvent(typ string, c *consent.Consent) *store.Event {
 }
 
 // accept spends the token id and records consent.accepted in one
-// transaction, then queues the visit for the camera. A spent token id is
-// the last refusal, replayed.
+// transaction, with the consent's awaiting entry, then queues the visit for
+// the camera. A spent token id is the last refusal, replayed.
 func (c *control) accept(cs *consent.Consent) (Accepted, error) {
 	a := c.a
 	accepted := consentEvent(store.EventConsentAccepted, cs)
 	accepted.Detail = map[string]any{"notice": cs.Notice, "expires": cs.Expires.UTC().Format(time.RFC3339)}
-	events := []*store.Event{accepted}
 	full := len(c.queue) >= MaxQueue
-	if full {
-		skipped := consentEvent(store.EventCaptureSkipped, cs)
-		skipped.Reason = ReasonQueueFull
-		events = append(events, skipped)
-	}
 	err := a.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
-		return appendAll(tx, events...)
+		if err := tx.Append(accepted); err != nil {
+			return err
+		}
+		if full {
+			skipped := consentEvent(store.EventCaptureSkipped, cs)
+			skipped.Reason = ReasonQueueFull
+			return tx.Append(skipped)
+		}
+		return tx.PutAwaiting(awaiting(queued{cs, accepted.Seq}, false))
 	})
 	if errors.Is(err, store.ErrReplayed) {
-		err = consent.NewReplayed(cs.JTI, err)
-		a.rejectConsent(cs, err)
-		return Accepted{}, err
+		return Accepted{}, a.rejectConsent(cs, consent.NewReplayed(cs.JTI, err))
 	}
 	if err != nil {
-		return Accepted{}, fmt.Errorf("accept the consent of visit %s: %w", cs.Visit, err)
+		return Accepted{}, unavailable(fmt.Errorf("accept the consent of visit %s: %w", cs.Visit, err))
 	}
 	acc := Accepted{Consent: cs, Seq: accepted.Seq}
 	if full {
 		return acc, ErrQueueFull
 	}
-	c.queue = append(c.queue, cs)
+	c.queue = append(c.queue, queued{cs, accepted.Seq})
 	c.publish()
 	acc.Waiting = len(c.queue) - 1
 	if c.win != nil {
@@ -171,56 +201,122 @@ func (c *control) accept(cs *consent.Consent) (Accepted, error) {
 	return acc, nil
 }
 
+// awaiting is the store's entry for an accepted consent without outcome.
+func awaiting(q queued, opened bool) store.Awaiting {
+	return store.Awaiting{Seq: q.seq, Visit: q.c.Visit, Subject: q.c.Subject, Purposes: q.c.Purposes, Actor: q.c.KeyID, Opened: opened}
+}
+
 // openNext opens the window of the first queued consent that has not
-// expired; those that have are skipped with queue-timeout.
+// expired; those that have are skipped with queue-timeout. No window opens
+// while an outcome waits to be recorded: outcomes are recorded in order.
 func (c *control) openNext() {
+	if !c.settle() {
+		return
+	}
 	c.expireQueue()
 	if len(c.queue) == 0 {
 		return
 	}
 	a := c.a
-	cs := c.queue[0]
-	opened := consentEvent(store.EventWindowOpened, cs)
+	q := c.queue[0]
+	opened := consentEvent(store.EventWindowOpened, q.c)
 	opened.Detail = map[string]any{"window": a.Window.String()}
-	if err := a.append(opened); err != nil {
+	err := a.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Append(opened); err != nil {
+			return err
+		}
+		return tx.PutAwaiting(awaiting(q, true))
+	})
+	if err != nil {
 		// Without its audit event the window must not open; the visit
 		// stays first in the queue and is tried again.
-		a.Logger.Error("open window", logKeyVisit, cs.Visit, logKeyError, err)
+		a.Logger.Error("open window", logKeyVisit, q.c.Visit, logKeyError, err)
 		return
 	}
 	c.queue = c.queue[1:]
 	c.win = &window{
-		c:     cs,
-		timer: time.NewTimer(a.Window),
-		acc:   capture.NewWindow(a.Rules),
+		queued: q,
+		timer:  time.NewTimer(a.Window),
+		acc:    capture.NewWindow(a.Rules),
 	}
 	c.publish()
+}
+
+// skip is the closing of a queued consent that gets no window.
+func skip(q queued, reason string) closing {
+	ev := consentEvent(store.EventCaptureSkipped, q.c)
+	ev.Reason = reason
+	return closing{queued: q, events: []*store.Event{ev}}
 }
 
 // expireQueue skips queued consents whose token expired before their
 // window could open.
 func (c *control) expireQueue() {
-	a := c.a
-	now := a.Now()
+	now := c.a.Now()
 	kept := c.queue[:0]
-	for _, cs := range c.queue {
-		if now.Before(cs.Expires) {
-			kept = append(kept, cs)
-			continue
-		}
-		ev := consentEvent(store.EventCaptureSkipped, cs)
-		ev.Reason = ReasonQueueTimeout
-		if err := a.append(ev); err != nil {
-			a.Logger.Error("skip queued consent", logKeyVisit, cs.Visit, logKeyError, err)
-			kept = append(kept, cs) // try again later rather than lose the event
+	var skipped []closing
+	for _, q := range c.queue {
+		if now.Before(q.c.Expires) {
+			kept = append(kept, q)
+		} else {
+			skipped = append(skipped, skip(q, ReasonQueueTimeout))
 		}
 	}
-	if len(kept) == len(c.queue) {
+	if len(skipped) == 0 {
 		return
 	}
 	clear(c.queue[len(kept):])
 	c.queue = kept
 	c.publish()
+	c.record(skipped...)
+}
+
+// record writes outcomes in one transaction, after those the store failed
+// to write before. What fails is kept, in order, and tried again
+// (settle): an accepted consent never loses its outcome while the agent
+// runs, and the next start closes what a crash left open (interrupted).
+func (c *control) record(outcomes ...closing) {
+	c.unsettled = append(c.unsettled, outcomes...)
+	c.settle()
+}
+
+// settle writes the outcomes waiting to be recorded, in one transaction,
+// and reports whether none is left.
+func (c *control) settle() bool {
+	if len(c.unsettled) == 0 {
+		return true
+	}
+	a := c.a
+	err := a.Store.Update(func(tx *store.Tx) error { return writeClosings(tx, c.unsettled) })
+	if err != nil {
+		visits := make([]string, len(c.unsettled))
+		for i, cl := range c.unsettled {
+			visits[i] = cl.c.Visit
+		}
+		a.Logger.Error("record outcomes; trying again", "visits", visits, logKeyError, err)
+		return false
+	}
+	clear(c.unsettled)
+	c.unsettled = c.unsettled[:0]
+	return true
+}
+
+// writeClosings writes outcomes in tx, in order.
+func writeClosings(tx *store.Tx, outcomes []closing) error {
+	for _, cl := range outcomes {
+		if cl.rec != nil {
+			if err := tx.PutRecord(cl.rec, cl.image); err != nil {
+				return err
+			}
+		}
+		if err := appendAll(tx, cl.events...); err != nil {
+			return err
+		}
+		if err := tx.DeleteAwaiting(cl.seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // analyze runs the detector on a frame of the open window, at most
@@ -235,6 +331,7 @@ func (c *control) analyze(f capture.Frame) {
 	}
 	w.nextDetect = now.Add(time.Duration(float64(time.Second) / a.DetectFPS))
 	a.metrics.analyzed.Inc()
+	w.analyzed++
 	start := time.Now()
 	faces, err := a.Detector.Detect(f)
 	a.metrics.detectSeconds.Observe(time.Since(start).Seconds())
@@ -259,21 +356,9 @@ func (c *control) analyze(f capture.Frame) {
 // qualifying face, if any, or records why there was none; otherwise
 // (shutdown) it saves nothing and records that reason.
 func (c *control) finish(reason string) {
-	w := c.closeWindow()
-	if w == nil {
-		return
+	if w := c.closeWindow(); w != nil {
+		c.record(c.outcome(w, reason))
 	}
-	a := c.a
-	events, rec, image := c.outcome(w, reason)
-	err := a.Store.Update(func(tx *store.Tx) error {
-		if rec != nil {
-			if err := tx.PutRecord(rec, image); err != nil {
-				return err
-			}
-		}
-		return appendAll(tx, events...)
-	})
-	a.logErr("close the window of visit "+w.c.Visit, err)
 }
 
 // closeWindow stops capturing for the open window, if any, and returns it.
@@ -288,19 +373,21 @@ func (c *control) closeWindow() *window {
 	return w
 }
 
-// outcome builds the events (and the record) that close window w.
-func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Record, []byte) {
+// outcome builds the closing of window w: its events and the record.
+func (c *control) outcome(w *window, reason string) closing {
 	a := c.a
+	cl := closing{queued: w.queued}
 	closed := consentEvent(store.EventWindowClosed, w.c)
-	var image []byte
 	best, ok := w.acc.Best()
 	switch {
 	case reason != "":
+	case !ok && (w.analyzed == 0 || a.sourceDown.Load()):
+		reason = ReasonSourceDown
 	case !ok:
 		reason = w.acc.Reason()
 	default:
 		var err error
-		if image, err = capture.EncodeJPEG(best.Image); err != nil {
+		if cl.image, err = capture.EncodeJPEG(best.Image); err != nil {
 			a.Logger.Error("encode face crop", logKeyError, err)
 			reason = ReasonEncodeFailed
 		}
@@ -309,7 +396,8 @@ func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Reco
 		skipped := consentEvent(store.EventCaptureSkipped, w.c)
 		skipped.Reason = reason
 		closed.Reason = reason
-		return []*store.Event{skipped, closed}, nil, nil
+		cl.events, cl.image = []*store.Event{skipped, closed}, nil
+		return cl
 	}
 
 	now := a.Now().UTC()
@@ -344,19 +432,21 @@ func (c *control) outcome(w *window, reason string) ([]*store.Event, *store.Reco
 	}
 	closed.Reason = ReasonSaved
 	closed.Record = rec.ID
-	return []*store.Event{saved, closed}, rec, image
+	cl.events, cl.rec = []*store.Event{saved, closed}, rec
+	return cl
 }
 
 // shutdown closes the window and skips the queue when the agent stops.
+// What the store cannot record now, the next start records as interrupted.
 func (c *control) shutdown() {
 	c.finish(ReasonShutdown)
-	for _, cs := range c.queue {
-		ev := consentEvent(store.EventCaptureSkipped, cs)
-		ev.Reason = ReasonShutdown
-		c.a.logErr("skip queued consent", c.a.append(ev))
+	skipped := make([]closing, len(c.queue))
+	for i, q := range c.queue {
+		skipped[i] = skip(q, ReasonShutdown)
 	}
 	c.queue = nil
 	c.publish()
+	c.record(skipped...)
 }
 
 // matches reports whether a revoke names this consent's subject or visit.
@@ -365,91 +455,118 @@ func matches(r *consent.Revoke, cs *consent.Consent) bool {
 }
 
 // revoke carries out a verified revoke command: in one transaction it
-// spends the request id, closes the window and drops the queued consents it
-// names, erases the records, records what it did and signs a checkpoint
-// covering it; then it signs the receipt. A spent request id is refused as
-// replayed.
+// spends the request id, records the outcomes still waiting to be recorded
+// (those it names as revoked, without their record), closes the window and
+// skips the queued consents it names, erases the records, records what it
+// did and signs a checkpoint covering it; then it signs the receipt. A
+// spent request id is refused as replayed.
 func (c *control) revoke(r *consent.Revoke) (Receipt, error) {
 	a := c.a
-	var events []*store.Event
+	var outcomes []closing
+	for _, cl := range c.unsettled {
+		if cl.rec != nil && matches(r, cl.c) {
+			cl = revokedWindow(cl.queued)
+		}
+		outcomes = append(outcomes, cl)
+	}
 	closeWin := c.win != nil && matches(r, c.win.c)
 	if closeWin {
-		skipped := consentEvent(store.EventCaptureSkipped, c.win.c)
-		skipped.Reason = ReasonRevoked
-		closed := consentEvent(store.EventWindowClosed, c.win.c)
-		closed.Reason = ReasonRevoked
-		events = append(events, skipped, closed)
+		outcomes = append(outcomes, revokedWindow(c.win.queued))
 	}
-	var kept []*consent.Consent
-	for _, cs := range c.queue {
-		if matches(r, cs) {
-			ev := consentEvent(store.EventCaptureSkipped, cs)
-			ev.Reason = ReasonRevoked
-			events = append(events, ev)
+	var kept []queued
+	for _, q := range c.queue {
+		if matches(r, q.c) {
+			outcomes = append(outcomes, skip(q, ReasonRevoked))
 		} else {
-			kept = append(kept, cs)
+			kept = append(kept, q)
 		}
 	}
 
 	sel := store.Selector{Subject: r.Subject, Visit: r.Visit}
 	revoked := &store.Event{Type: store.EventConsentRevoked, Subject: r.Subject, Visit: r.Visit, Reason: r.Reason, Actor: r.KeyID}
-	var erased []*store.Record
-	var note []byte
+	var rc Receipt
+	erased := 0
 	err := a.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Spend(r.JTI, r.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
-		if err := appendAll(tx, events...); err != nil {
+		if err := writeClosings(tx, outcomes); err != nil {
 			return err
 		}
-		var err error
-		if erased, err = tx.Erase(sel); err != nil {
+		recs, err := tx.Erase(sel)
+		if err != nil {
 			return err
 		}
-		for _, rec := range erased {
+		for _, rec := range recs {
 			err := tx.Append(&store.Event{Type: store.EventRecordErased, Record: rec.ID, Visit: rec.Visit, Subject: rec.Subject,
 				Purposes: tagPurposes(rec.Purposes), Reason: r.Reason, Actor: r.KeyID})
 			if err != nil {
 				return err
 			}
 		}
-		revoked.Detail = map[string]any{"request": r.JTI, "erased": len(erased)}
+		erased = len(recs)
+		revoked.Detail = map[string]any{"request": r.JTI, "erased": erased}
 		if err := tx.Append(revoked); err != nil {
 			return err
 		}
-		note, err = a.appendCheckpoint(tx)
-		return err
+		note, err := a.appendCheckpoint(tx)
+		if err != nil {
+			return err
+		}
+		rc.Receipt = consent.Receipt{Request: r.JTI, Subject: r.Subject, Visit: r.Visit, Erased: erased,
+			Seq: revoked.Seq, Checkpoint: string(note), Time: revoked.Time}
+		if rc.Signed, err = consent.SignReceipt(a.DeviceKey, rc.Receipt); err != nil {
+			return fmt.Errorf("sign the receipt: %w", err)
+		}
+		return tx.PutReceipt(r.JTI, rc.Signed)
 	})
 	if errors.Is(err, store.ErrReplayed) {
-		err = consent.NewReplayed(r.JTI, err)
-		a.rejectRevoke(r, err)
-		return Receipt{}, err
+		return a.replayedRevoke(r, err)
 	}
 	if err != nil {
-		return Receipt{}, fmt.Errorf("carry out revoke %s: %w", r.JTI, err)
+		return Receipt{}, unavailable(fmt.Errorf("carry out revoke %s: %w", r.JTI, err))
 	}
+	clear(c.unsettled)
+	c.unsettled = c.unsettled[:0]
 	if closeWin {
 		c.closeWindow()
 	}
 	c.queue = kept
 	c.publish()
-	if len(erased) > 0 {
+	if erased > 0 {
 		a.compactDue.Store(true)
 	}
-	rc := consent.Receipt{
-		Request:    r.JTI,
-		Subject:    r.Subject,
-		Visit:      r.Visit,
-		Erased:     len(erased),
-		Seq:        revoked.Seq,
-		Checkpoint: string(note),
-		Time:       revoked.Time,
+	return rc, nil
+}
+
+// replayedRevoke refuses a revoke whose request id is spent, as replayed,
+// and returns with the refusal the receipt of the revoke that spent it, if
+// it was carried out here: a broker gives a revoke again when the agent
+// stopped before acknowledging it, and its sender must get its receipt.
+func (a *Agent) replayedRevoke(r *consent.Revoke, spent error) (Receipt, error) {
+	var signed []byte
+	if err := a.Store.View(func(tx *store.Tx) error { signed = tx.Receipt(r.JTI); return nil }); err != nil {
+		return Receipt{}, unavailable(fmt.Errorf("read the receipt of revoke %s: %w", r.JTI, err))
 	}
-	signed, err := consent.SignReceipt(a.DeviceKey, rc)
+	refusal := a.rejectRevoke(r, consent.NewReplayed(r.JTI, spent))
+	if signed == nil || consent.ReasonOf(refusal) == "" {
+		return Receipt{}, refusal
+	}
+	rc, err := consent.VerifyReceipt(a.DeviceKey.Public().(ed25519.PublicKey), signed)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("sign the receipt of revoke %s: %w", r.JTI, err)
+		return Receipt{}, fmt.Errorf("the receipt kept for revoke %s: %w", r.JTI, err)
 	}
-	return Receipt{Receipt: rc, Signed: signed}, nil
+	return Receipt{Receipt: *rc, Signed: signed}, refusal
+}
+
+// revokedWindow is the closing of a window a revoke closed: skipped and
+// closed as revoked, nothing saved.
+func revokedWindow(q queued) closing {
+	skipped := consentEvent(store.EventCaptureSkipped, q.c)
+	skipped.Reason = ReasonRevoked
+	closed := consentEvent(store.EventWindowClosed, q.c)
+	closed.Reason = ReasonRevoked
+	return closing{queued: q, events: []*store.Event{skipped, closed}}
 }
 
 func tagPurposes(tags []store.Tag) []string {
@@ -523,25 +640,34 @@ func (a *Agent) compact() error {
 		Detail: map[string]any{"bytes_before": stats.Before, "bytes_after": stats.After}})
 }
 
-// rejectConsent audits a refused consent token. Claims are named only when
-// the signature verified (cs is nil otherwise).
-func (a *Agent) rejectConsent(cs *consent.Consent, err error) {
-	ev := &store.Event{Type: store.EventConsentRejected, Reason: string(consent.ReasonOf(err))}
+// rejectConsent audits a refused consent token and returns the refusal,
+// or, when the store cannot record it, a failure (ErrUnavailable): a
+// refusal is never answered that the log does not hold. Claims are named
+// only when the signature verified (cs is nil otherwise).
+func (a *Agent) rejectConsent(cs *consent.Consent, refusal error) error {
+	ev := &store.Event{Type: store.EventConsentRejected, Reason: string(consent.ReasonOf(refusal))}
 	if cs != nil {
 		ev.Visit, ev.Subject, ev.Purposes, ev.Actor = cs.Visit, cs.Subject, cs.Purposes, cs.KeyID
 	}
 	a.Logger.Info("consent rejected", logKeyReason, ev.Reason)
-	a.logErr("audit consent.rejected", a.append(ev))
+	if err := a.append(ev); err != nil {
+		return unavailable(fmt.Errorf("record the refusal of a consent token (%s): %w", ev.Reason, err))
+	}
+	return refusal
 }
 
-// rejectRevoke audits a refused revoke command, naming what it asked for
-// only when the signature verified (r is nil otherwise).
-func (a *Agent) rejectRevoke(r *consent.Revoke, err error) {
-	ev := &store.Event{Type: store.EventRevokeRejected, Reason: string(consent.ReasonOf(err))}
+// rejectRevoke audits a refused revoke command as rejectConsent does,
+// naming what it asked for only when the signature verified (r is nil
+// otherwise).
+func (a *Agent) rejectRevoke(r *consent.Revoke, refusal error) error {
+	ev := &store.Event{Type: store.EventRevokeRejected, Reason: string(consent.ReasonOf(refusal))}
 	if r != nil {
 		ev.Visit, ev.Subject, ev.Actor = r.Visit, r.Subject, r.KeyID
 		ev.Detail = map[string]any{"request": r.JTI}
 	}
 	a.Logger.Info("revoke rejected", logKeyReason, ev.Reason)
-	a.logErr("audit revoke.rejected", a.append(ev))
+	if err := a.append(ev); err != nil {
+		return unavailable(fmt.Errorf("record the refusal of a revoke command (%s): %w", ev.Reason, err))
+	}
+	return refusal
 }

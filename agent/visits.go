@@ -88,6 +88,19 @@ func (t *visitTracker) observe(events []store.Event) {
 	}
 }
 
+// track starts following the visit of ev, unless it already is.
+func (t *visitTracker) track(ev *store.Event) {
+	if _, ok := t.visits[ev.Visit]; ok || ev.Visit == "" {
+		return
+	}
+	if len(t.order) >= MaxTrackedVisits {
+		delete(t.visits, t.order[0])
+		t.order = slices.Delete(t.order, 0, 1)
+	}
+	t.visits[ev.Visit] = &trackedVisit{subject: ev.Subject, status: VisitStatus{Visit: ev.Visit, State: VisitWaiting}}
+	t.order = append(t.order, ev.Visit)
+}
+
 func (t *visitTracker) follow(ev *store.Event) {
 	set := func(state string) *VisitStatus {
 		v, ok := t.visits[ev.Visit]
@@ -99,20 +112,16 @@ func (t *visitTracker) follow(ev *store.Event) {
 	}
 	switch ev.Type {
 	case store.EventConsentAccepted:
-		if _, ok := t.visits[ev.Visit]; ok {
-			return
-		}
-		if len(t.order) >= MaxTrackedVisits {
-			delete(t.visits, t.order[0])
-			t.order = slices.Delete(t.order, 0, 1)
-		}
-		t.visits[ev.Visit] = &trackedVisit{subject: ev.Subject, status: VisitStatus{Visit: ev.Visit, State: VisitWaiting}}
-		t.order = append(t.order, ev.Visit)
+		t.track(ev)
 	case store.EventWindowOpened:
 		set(VisitOpen)
 	case store.EventCaptureSaved:
+		t.track(ev)
 		set(VisitSaved).Purposes = ev.Purposes
 	case store.EventCaptureSkipped:
+		// A consent of the last run closed at start (interrupted) is
+		// followed too: a kiosk may still be asking.
+		t.track(ev)
 		set(VisitSkipped).Reason = ev.Reason
 	case store.EventConsentRevoked:
 		for visit, v := range t.visits {

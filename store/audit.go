@@ -92,6 +92,9 @@ func (tx *Tx) Append(ev *Event) error {
 	return nil
 }
 
+// Appended returns the events appended in the transaction so far.
+func (tx *Tx) Appended() []Event { return slices.Clone(tx.appended) }
+
 func (tx *Tx) append(ev *Event) error {
 	if !slices.Contains(eventTypes, ev.Type) {
 		return errors.New("unknown type")

@@ -50,10 +50,11 @@ var (
 	bucketSpent     = []byte("spent")     // jti → time until which it is remembered
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
 	bucketAwaiting  = []byte("awaiting")  // seq of consent.accepted → Awaiting JSON
+	bucketReceipts  = []byte("receipts")  // revoke jti → signed receipt, while the jti is spent
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketImages, bucketKeys,
 		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
-		bucketOutbox, bucketSpent, bucketSpentExp, bucketAwaiting}
+		bucketOutbox, bucketSpent, bucketSpentExp, bucketAwaiting, bucketReceipts}
 )
 
 // Keys of the meta bucket.

@@ -387,7 +387,8 @@ func (tx *Tx) Spend(jti string, until time.Time) error {
 	return nil
 }
 
-// forgetSpent deletes the token ids remembered until now or earlier.
+// forgetSpent deletes the token ids remembered until now or earlier, and
+// the receipts kept under them.
 func (tx *Tx) forgetSpent(now time.Time) (int, error) {
 	var keys [][]byte
 	if err := tx.scanUntil(bucketSpentExp, now, func(k []byte) {
@@ -400,6 +401,9 @@ func (tx *Tx) forgetSpent(now time.Time) (int, error) {
 			return 0, err
 		}
 		if err := tx.bucket(bucketSpent).Delete(k[8:]); err != nil {
+			return 0, err
+		}
+		if err := tx.bucket(bucketReceipts).Delete(k[8:]); err != nil {
 			return 0, err
 		}
 	}

@@ -23,6 +23,7 @@ const (
 	ReasonNoCheckpoint      = "no-checkpoint"
 	ReasonQueueFull         = agent.ReasonQueueFull
 	ReasonStopping          = "stopping"
+	ReasonUnavailable       = "unavailable"
 	ReasonInternal          = "internal"
 	ReasonNoPurpose         = "no-purpose" // kiosk: agreeing to nothing
 	ReasonBadCode           = "bad-code"   // kiosk: not a withdrawal code of this box
@@ -51,18 +52,21 @@ type errorBody struct {
 }
 
 // errorTable maps the errors of the core and the store to answers. The
-// first entry err matches decides; the message is err's own (these never
-// hold a token, a key or an image).
+// first entry err matches decides. A failure of the box (failure) is
+// logged, once, and answered with the sentinel's message; otherwise the
+// message is err's own (these never hold a token, a key or an image).
 var errorTable = []struct {
-	is     error
-	status int
-	reason string
+	is      error
+	status  int
+	reason  string
+	failure bool
 }{
-	{agent.ErrQueueFull, http.StatusServiceUnavailable, ReasonQueueFull},
-	{agent.ErrStopped, http.StatusServiceUnavailable, ReasonStopping},
-	{store.ErrNotFound, http.StatusNotFound, ReasonNotFound},
-	{store.ErrPurpose, http.StatusForbidden, ReasonPurposeNotAllowed},
-	{context.Canceled, http.StatusServiceUnavailable, ReasonStopping},
+	{agent.ErrUnavailable, http.StatusServiceUnavailable, ReasonUnavailable, true},
+	{agent.ErrQueueFull, http.StatusServiceUnavailable, ReasonQueueFull, false},
+	{agent.ErrStopped, http.StatusServiceUnavailable, ReasonStopping, false},
+	{store.ErrNotFound, http.StatusNotFound, ReasonNotFound, false},
+	{store.ErrPurpose, http.StatusForbidden, ReasonPurposeNotAllowed, false},
+	{context.Canceled, http.StatusServiceUnavailable, ReasonStopping, false},
 }
 
 // refusalStatus is the status of a refused consent token or revoke command
@@ -90,16 +94,27 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		herr = &Error{Status: status, Reason: string(cerr.Reason), Msg: cerr.Error()}
 	default:
 		for _, e := range errorTable {
-			if errors.Is(err, e.is) {
-				herr = &Error{Status: e.status, Reason: e.reason, Msg: err.Error()}
-				break
+			if !errors.Is(err, e.is) {
+				continue
 			}
+			msg := err.Error()
+			if e.failure {
+				s.logFailure(r, err)
+				msg = e.is.Error()
+			}
+			herr = &Error{Status: e.status, Reason: e.reason, Msg: msg}
+			break
 		}
 	}
 	if herr == nil {
-		s.Logger.Error("http request failed", logKeyMethod, r.Method, logKeyPath, r.URL.Path, logKeyError, err)
+		s.logFailure(r, err)
 		herr = &Error{Status: http.StatusInternalServerError, Reason: ReasonInternal,
 			Msg: "the box failed to do this; its log says why"}
 	}
 	writeJSON(w, herr.Status, errorBody{Error: herr.Msg, Reason: herr.Reason})
+}
+
+// logFailure logs a failure of the box while answering r.
+func (s *Server) logFailure(r *http.Request, err error) {
+	s.Logger.Error("http request failed", logKeyMethod, r.Method, logKeyPath, r.URL.Path, logKeyError, err)
 }

@@ -142,6 +142,7 @@ func TestKioskExplainsEverySkipReason(t *testing.T) {
 	for _, reason := range []string{
 		string(capture.NoFace), string(capture.MultipleFaces), string(capture.LowQuality),
 		agent.ReasonQueueTimeout, agent.ReasonQueueFull, agent.ReasonRevoked, agent.ReasonShutdown, agent.ReasonEncodeFailed,
+		agent.ReasonSourceDown, agent.ReasonInterrupted,
 	} {
 		if !regexp.MustCompile(`'` + regexp.QuoteMeta(reason) + `': \['[^']+',\s*'[^']+'\]`).Match(js) {
 			t.Errorf("kiosk.js has no English and Chinese text for capture.skipped reason %q", reason)

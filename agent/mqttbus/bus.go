@@ -373,18 +373,18 @@ func (b *Bus) handle(c *conn, msg mqtt.Message) {
 	}
 }
 
-// command hands a command to the core; a revoke's receipt is published.
+// command hands a command to the core; a revoke's receipt is published
+// (again, when the revoke was given again).
 func (b *Bus) command(c *conn, name string, payload []byte) error {
 	if name == TopicConsent {
 		_, err := b.Core.Consent(b.ctx, payload)
 		return err
 	}
 	rc, err := b.Core.Revoke(b.ctx, payload)
-	if err != nil {
-		return err
+	if rc.Signed != nil {
+		b.publish(c, TopicReceipt, false, rc.Signed)
 	}
-	b.publish(c, TopicReceipt, false, rc.Signed)
-	return nil
+	return err
 }
 
 // durable reports whether a command's outcome is in the store: it was

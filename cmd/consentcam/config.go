@@ -15,6 +15,7 @@ import (
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/agent/httpapi"
+	"github.com/consentcam/consentcam/agent/mqttbus"
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
@@ -106,6 +107,8 @@ type MQTTConfig struct {
 	CAFile       string `yaml:"ca_file"`
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
+	// ReconnectMax bounds the wait between attempts to reach the broker.
+	ReconnectMax time.Duration `yaml:"reconnect_max"`
 }
 
 // HTTPConfig is the HTTP listener and its bearer tokens.
@@ -190,6 +193,7 @@ func DefaultConfig() Config {
 	}
 	c.Keys = KeysConfig{Master: "/etc/consentcam/master.key", Device: "/etc/consentcam/device.key"}
 	c.MQTT.URL = "tcp://127.0.0.1:1883"
+	c.MQTT.ReconnectMax = mqttbus.DefaultReconnectMax
 	c.HTTP.Listen = httpapi.DefaultAddr
 	c.Consent.ClockSkew = consent.DefaultClockSkew
 	c.Retention.SweepInterval = agent.DefaultSweepInterval
@@ -437,6 +441,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		return bad("mqtt.cert_file", "cert_file and key_file go together")
+	}
+	if c.MQTT.ReconnectMax <= 0 || c.MQTT.ReconnectMax > 10*time.Minute {
+		return bad("mqtt.reconnect_max", "must be a positive duration of at most 10m, such as 5s (got %v)", c.MQTT.ReconnectMax)
 	}
 	if c.MQTT.ClientID == "" {
 		c.MQTT.ClientID = "consentcam-" + c.Site + "-" + c.Camera

@@ -73,6 +73,9 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if got, want := c.HTTP.Listen, "127.0.0.1:8765"; got != want {
 		t.Errorf("http.listen = %q, want %q", got, want)
 	}
+	if got, want := c.MQTT.ReconnectMax, 5*time.Second; got != want {
+		t.Errorf("mqtt.reconnect_max = %v, want %v", got, want)
+	}
 }
 
 const kioskToken = "http: {tokens: [{role: kiosk, token_file: kiosk.token}]}\n"
@@ -129,6 +132,7 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"issuer kid reused by operator", minimal + "operators: [{kid: kiosk-1, public_key: op.pub}]\n", "operators[0].kid", 6, "also an issuer"},
 		{"missing controller", strings.Replace(minimal, "controller: C, ", "", 1), "notice.controller", 0, "must be set"},
 		{"bad mqtt scheme", minimal + "mqtt: {url: 'http://broker'}\n", "mqtt.url", 6, "unsupported scheme"},
+		{"no reconnect backoff", minimal + "mqtt: {reconnect_max: 0s}\n", "mqtt.reconnect_max", 6, "positive"},
 		{"bad token role", minimal + "http: {tokens: [{role: admin, token_file: t}]}\n", "http.tokens[0].role", 6, "auditor, operator or kiosk"},
 		{"kiosk key without issuer", minimal + "kiosk: {key: issuer.key}\n", "kiosk.issuer", 6, "must be set"},
 		{"kiosk issuer without key", minimal + "kiosk: {issuer: kiosk-1}\n", "kiosk.key", 6, "must be set"},

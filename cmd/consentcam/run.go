@@ -328,7 +328,7 @@ func readBearerTokens(refs []TokenRef) ([]httpapi.BearerToken, error) {
 }
 
 func mqttOptions(c MQTTConfig) (mqttbus.Options, error) {
-	o := mqttbus.Options{URL: c.URL, ClientID: c.ClientID, Username: c.Username, TopicPrefix: c.TopicPrefix, ReconnectMax: mqttbus.DefaultReconnectMax}
+	o := mqttbus.Options{URL: c.URL, ClientID: c.ClientID, Username: c.Username, TopicPrefix: c.TopicPrefix, ReconnectMax: c.ReconnectMax}
 	if c.PasswordFile != "" {
 		p, err := readSecretFile("mqtt.password_file", c.PasswordFile)
 		if err != nil {

@@ -53,6 +53,7 @@ const (
 type FakeCamera struct {
 	mu      sync.Mutex
 	faces   []capture.Face
+	down    bool
 	frame   *image.RGBA
 	Detects atomic.Int64 // calls of Detect
 	Reads   atomic.Int64 // frames read
@@ -77,13 +78,38 @@ func (c *FakeCamera) Show(faces ...capture.Face) {
 	c.faces = faces
 }
 
+// Unplug makes the camera fail to open and to read, until Plug.
+func (c *FakeCamera) Unplug() { c.setDown(true) }
+
+// Plug makes the camera work again.
+func (c *FakeCamera) Plug() { c.setDown(false) }
+
+func (c *FakeCamera) setDown(down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = down
+}
+
+var errUnplugged = errors.New("fake camera: unplugged")
+
+func (c *FakeCamera) unplugged() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down
+}
+
 // Face is a square face at x, y.
 func Face(x, y, size int, score float64) capture.Face {
 	return capture.Face{Box: image.Rect(x, y, x+size, y+size), Score: score}
 }
 
 // Open opens the camera as a capture source.
-func (c *FakeCamera) Open(ctx context.Context) (capture.Source, error) { return fakeSource{c}, nil }
+func (c *FakeCamera) Open(ctx context.Context) (capture.Source, error) {
+	if c.unplugged() {
+		return nil, errUnplugged
+	}
+	return fakeSource{c}, nil
+}
 
 // Detect reports the faces in view.
 func (c *FakeCamera) Detect(f capture.Frame) ([]capture.Face, error) {
@@ -103,6 +129,9 @@ func (s fakeSource) Read(ctx context.Context) (capture.Frame, error) {
 	case <-time.After(10 * time.Millisecond):
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if s.c.unplugged() {
+		return nil, errUnplugged
 	}
 	s.c.Reads.Add(1)
 	return capture.NewImageFrame(s.c.frame), nil
@@ -152,6 +181,8 @@ type Rig struct {
 	// Logger is given to the agent and its transports: by default it
 	// logs through the test when it runs verbose (go test -v).
 	Logger *slog.Logger
+	// StateDir holds the store file: a temporary directory by default.
+	StateDir string
 	// Tune, when set, changes the parts after they are built with the rig's
 	// settings and before they start.
 	Tune func(*Rig)
@@ -166,6 +197,9 @@ func WithBroker(r *Rig) {
 	r.Broker = testenv.StartMosquitto(r.T)
 	r.Sub = testenv.Subscribe(r.T, r.Broker, "auditor-sub", Prefix)
 }
+
+// WithStateDir keeps the store file in dir.
+func WithStateDir(dir string) Option { return func(r *Rig) { r.StateDir = dir } }
 
 // WithLogger gives the agent and its transports a logger.
 func WithLogger(l *slog.Logger) Option { return func(r *Rig) { r.Logger = l } }
@@ -208,7 +242,10 @@ func New(t testing.TB, retention time.Duration, tune func(*Rig), opts ...Option)
 	for _, o := range opts {
 		o(r)
 	}
-	r.DB = store.NewDB(filepath.Join(t.TempDir(), "consentcam.db"))
+	if r.StateDir == "" {
+		r.StateDir = t.TempDir()
+	}
+	r.DB = store.NewDB(filepath.Join(r.StateDir, "consentcam.db"))
 	r.DB.MasterKey = bytes.Repeat([]byte{7}, 32)
 	r.DB.Site, r.DB.Camera, r.DB.Now = Site, Camera, r.Now
 	if err := r.DB.Open(); err != nil {
@@ -300,17 +337,27 @@ func (r *Rig) Start() {
 // the store open.
 func (r *Rig) Stop() {
 	r.T.Helper()
+	if err := r.Halt(); err != nil {
+		r.T.Error(err)
+	}
+}
+
+// Halt stops the agent and its transports as Stop does, and returns what
+// failed (a store that cannot write records nothing at shutdown).
+func (r *Rig) Halt() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var errs []error
 	if err := r.HTTP.Close(ctx); err != nil {
-		r.T.Errorf("close http: %v", err)
+		errs = append(errs, fmt.Errorf("close http: %w", err))
 	}
 	if err := r.Agent.Close(); err != nil {
-		r.T.Errorf("close agent: %v", err)
+		errs = append(errs, fmt.Errorf("close agent: %w", err))
 	}
 	if err := r.Bus.Close(ctx); err != nil {
-		r.T.Errorf("close mqtt: %v", err)
+		errs = append(errs, fmt.Errorf("close mqtt: %w", err))
 	}
+	return errors.Join(errs...)
 }
 
 // Close stops the agent (once) and checks the store's invariants.
@@ -586,21 +633,26 @@ var ErrInjected = errors.New("injected store failure")
 type FaultyStore struct {
 	*store.DB
 	mu     sync.Mutex
-	fail   func(n int) bool // n counts the write transactions from 1
+	fail   func(n int, events []store.Event) bool
 	writes int
 }
 
 // FailWhen makes the store fail each write transaction for which fail
-// holds; n counts write transactions from the call on, from 1. nil stops
-// the failures.
-func (s *FaultyStore) FailWhen(fail func(n int) bool) {
+// holds, given the events it appended; n counts write transactions from
+// the call on, from 1. nil stops the failures.
+func (s *FaultyStore) FailWhen(fail func(n int, events []store.Event) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail, s.writes = fail, 0
 }
 
 // FailNext fails the next n write transactions.
-func (s *FaultyStore) FailNext(n int) { s.FailWhen(func(i int) bool { return i <= n }) }
+func (s *FaultyStore) FailNext(n int) {
+	s.FailWhen(func(i int, _ []store.Event) bool { return i <= n })
+}
+
+// Always fails every write transaction.
+func Always(int, []store.Event) bool { return true }
 
 // Update runs fn in a transaction of the store, and rolls it back when a
 // failure is due.
@@ -612,7 +664,7 @@ func (s *FaultyStore) Update(fn func(tx *store.Tx) error) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.writes++
-		if s.fail != nil && s.fail(s.writes) {
+		if s.fail != nil && s.fail(s.writes, tx.Appended()) {
 			return ErrInjected
 		}
 		return nil

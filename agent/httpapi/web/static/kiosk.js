@@ -28,6 +28,10 @@ const SKIPPED = {
     '没有保存任何照片：摄像盒已关闭。'],
   'encode-failed': ['Nothing was saved: the picture could not be processed.',
     '没有保存任何照片：照片无法处理。'],
+  'source-down': ['Nothing was saved: the camera was not working.',
+    '没有保存任何照片：摄像头没有工作。'],
+  'interrupted': ['Nothing was saved: the camera box restarted before your picture was taken.',
+    '没有保存任何照片：在拍照之前，摄像盒重新启动了。'],
 };
 
 // zhOr shows a sentence of the notice with its Chinese, or in English when
