@@ -91,6 +91,9 @@ type Agent struct {
 	SweepInterval      time.Duration
 	CheckpointInterval time.Duration
 	CompactInterval    time.Duration
+	// RefusalInterval is how long refusals of unverified tokens are counted
+	// before their count is written (refusals.go).
+	RefusalInterval time.Duration
 
 	// Registry receives the agent's metrics; the transports add theirs.
 	Registry *prometheus.Registry
@@ -103,6 +106,8 @@ type Agent struct {
 	signer  note.Signer
 	metrics *metrics
 	visits  *visitTracker
+	// refusals counts the refusals of unverified tokens.
+	refusals refusals
 	// state is the open window and the queue as the control loop last
 	// published them: the one place they are read from outside the loop.
 	state atomic.Pointer[Snapshot]
@@ -135,6 +140,7 @@ func New() *Agent {
 		SweepInterval:      DefaultSweepInterval,
 		CheckpointInterval: DefaultCheckpointInterval,
 		CompactInterval:    DefaultCompactInterval,
+		RefusalInterval:    DefaultRefusalInterval,
 		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,
@@ -183,6 +189,8 @@ func (a *Agent) Open() error {
 		return errors.New("agent: no source or detector")
 	case a.Window <= 0 || a.DetectFPS <= 0 || a.BestOf < 1:
 		return errors.New("agent: window, detect_fps and best-of must be positive")
+	case a.SweepInterval <= 0 || a.CheckpointInterval <= 0 || a.CompactInterval <= 0 || a.RefusalInterval <= 0:
+		return errors.New("agent: the intervals must be positive")
 	case len(a.Purposes) == 0:
 		return errors.New("agent: no purposes")
 	case a.Registry == nil:
@@ -294,7 +302,7 @@ func (a *Agent) close() error {
 		return nil // never opened, or Open failed
 	}
 	a.loopsDone.Wait()
-	errs := []error{a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent})}
+	errs := []error{a.flushRefusals(), a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent})}
 	_, err := a.checkpoint()
 	return errors.Join(append(errs, err)...)
 }

@@ -104,6 +104,8 @@ func (a *Agent) controlLoop() {
 	defer compact.Stop()
 	queueCheck := time.NewTicker(time.Second)
 	defer queueCheck.Stop()
+	refusals := time.NewTicker(a.RefusalInterval)
+	defer refusals.Stop()
 
 	for {
 		var windowEnd <-chan time.Time
@@ -132,6 +134,8 @@ func (a *Agent) controlLoop() {
 		case <-checkpoint.C:
 			_, err := a.checkpoint()
 			a.logErr("checkpoint", err)
+		case <-refusals.C:
+			a.logErr("refused tokens", a.flushRefusals())
 		case <-compact.C:
 			if a.compactDue.Load() {
 				a.logErr("compaction", a.compact())
@@ -650,6 +654,9 @@ func (a *Agent) rejectConsent(cs *consent.Consent, refusal error) error {
 		ev.Visit, ev.Subject, ev.Purposes, ev.Actor = cs.Visit, cs.Subject, cs.Purposes, cs.KeyID
 	}
 	a.Logger.Info("consent rejected", logKeyReason, ev.Reason)
+	if cs == nil && !a.refusals.admit(ev.Type, ev.Reason, a.Now()) {
+		return refusal // counted; flushRefusals writes the count
+	}
 	if err := a.append(ev); err != nil {
 		return unavailable(fmt.Errorf("record the refusal of a consent token (%s): %w", ev.Reason, err))
 	}
@@ -666,6 +673,9 @@ func (a *Agent) rejectRevoke(r *consent.Revoke, refusal error) error {
 		ev.Detail = map[string]any{"request": r.JTI}
 	}
 	a.Logger.Info("revoke rejected", logKeyReason, ev.Reason)
+	if r == nil && !a.refusals.admit(ev.Type, ev.Reason, a.Now()) {
+		return refusal // counted; flushRefusals writes the count
+	}
 	if err := a.append(ev); err != nil {
 		return unavailable(fmt.Errorf("record the refusal of a revoke command (%s): %w", ev.Reason, err))
 	}

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/consentcam/consentcam/consent"
 	"github.com/golang-jwt/jwt/v5"
@@ -84,6 +86,10 @@ func checkConsentRules(t *testing.T, v *consent.Verifier, c *consent.Consent) {
 		if value == "" {
 			t.Errorf("accepted a token without %s", name)
 		}
+		checkID(t, name, value, consent.MaxIDSize)
+	}
+	for _, p := range c.Purposes {
+		checkID(t, "purpose", p, consent.MaxIDSize)
 	}
 	if c.KeyID != "kiosk-1" {
 		t.Errorf("accepted a consent token under kid %q", c.KeyID)
@@ -118,6 +124,10 @@ func checkRevokeRules(t *testing.T, v *consent.Verifier, r *consent.Revoke) {
 			t.Errorf("accepted a revoke command without %s", name)
 		}
 	}
+	for name, value := range map[string]string{"iss": r.Issuer, "jti": r.JTI, "sub": r.Subject, "visit": r.Visit} {
+		checkID(t, name, value, consent.MaxIDSize)
+	}
+	checkID(t, "reason", r.Reason, consent.MaxReasonSize)
 	if (r.Subject == "") == (r.Visit == "") {
 		t.Errorf("accepted sub %q and visit %q", r.Subject, r.Visit)
 	}
@@ -244,5 +254,14 @@ func TestFuzzSeeds(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// checkID fails the test for an accepted identifier over max bytes or with
+// a control character.
+func checkID(t *testing.T, name, value string, max int) {
+	t.Helper()
+	if len(value) > max || strings.ContainsFunc(value, unicode.IsControl) {
+		t.Errorf("accepted %s %q: over %d bytes or with a control character", name, value, max)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,6 +25,15 @@ const (
 	// DefaultClockSkew is consent.clock_skew's default: allowed on exp, nbf
 	// and iat.
 	DefaultClockSkew = 30 * time.Second
+
+	// MaxIDSize bounds every identifier of a token or command (iss, sub,
+	// jti, visit, notice, kid, each purpose id) in bytes, and MaxPurposes the
+	// purposes of a consent: what the verifier accepts, the store can
+	// always record, and what it refuses cannot flood a log.
+	MaxIDSize   = 128
+	MaxPurposes = 16
+	// MaxReasonSize bounds a revoke command's reason, in bytes.
+	MaxReasonSize = 256
 
 	TypConsent = "consent+jwt" // header typ of a consent token
 	TypRevoke  = "revoke+jwt"  // header typ of a revoke command
@@ -284,10 +294,31 @@ func (v *Verifier) authenticate(j *jws, typ string, keys, others map[string]ed25
 }
 
 // typeIs compares a typ header with a media type such as consent+jwt as RFC
-// 7515 (4.1.9) says: case-insensitively, with "application/" implied.
+// 7515 (4.1.9) says: ASCII case-insensitively (media types are ASCII: no
+// Unicode folding, under which the Kelvin sign K would match k), with
+// "application/" implied.
 func typeIs(typ, want string) bool {
-	t := strings.ToLower(typ)
-	return t == want || t == "application/"+want
+	return asciiEqualFold(typ, want) || asciiEqualFold(typ, "application/"+want)
+}
+
+// asciiEqualFold reports whether a and b are equal with ASCII letters folded
+// to lower case, and nothing else folded.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	lower := func(c byte) byte {
+		if 'A' <= c && c <= 'Z' {
+			return c + 'a' - 'A'
+		}
+		return c
+	}
+	for i := range len(a) {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // jws is a compact JWS taken apart, before its signature is checked.
@@ -341,9 +372,9 @@ func parse(token []byte) (*jws, error) {
 	}
 	j := &jws{compact: compact, claims: claims}
 	d := decoder{m: header}
-	d.str("typ", &j.typ)
-	d.str("alg", &j.alg)
-	d.str("kid", &j.kid)
+	d.id("typ", &j.typ, MaxIDSize)
+	d.id("alg", &j.alg, MaxIDSize)
+	d.id("kid", &j.kid, MaxIDSize)
 	if d.err != nil {
 		return nil, malformed("header: %v", d.err)
 	}
@@ -389,16 +420,16 @@ func object(data []byte) (map[string]json.RawMessage, error) {
 func decodeConsent(m map[string]json.RawMessage) (c *Consent, aud []string, err error) {
 	c = &Consent{}
 	d := decoder{m: m}
-	d.str("iss", &c.Issuer)
-	d.str("sub", &c.Subject)
-	d.str("jti", &c.JTI)
+	d.id("iss", &c.Issuer, MaxIDSize)
+	d.id("sub", &c.Subject, MaxIDSize)
+	d.id("jti", &c.JTI, MaxIDSize)
 	d.audience(&aud)
 	d.time("iat", &c.IssuedAt)
 	d.time("nbf", &c.NotBefore)
 	d.time("exp", &c.Expires)
-	d.str("visit", &c.Visit)
+	d.id("visit", &c.Visit, MaxIDSize)
 	d.purposes(&c.Purposes)
-	d.str("notice", &c.Notice)
+	d.id("notice", &c.Notice, MaxIDSize)
 	d.bool("minor", &c.Minor)
 	d.bool("guardian", &c.Guardian)
 	return c, aud, d.err
@@ -407,15 +438,15 @@ func decodeConsent(m map[string]json.RawMessage) (c *Consent, aud []string, err 
 func decodeRevoke(m map[string]json.RawMessage) (r *Revoke, aud []string, nbf time.Time, err error) {
 	r = &Revoke{}
 	d := decoder{m: m}
-	d.str("iss", &r.Issuer)
-	d.str("jti", &r.JTI)
+	d.id("iss", &r.Issuer, MaxIDSize)
+	d.id("jti", &r.JTI, MaxIDSize)
 	d.audience(&aud)
 	d.time("iat", &r.IssuedAt)
 	d.time("nbf", &nbf)
 	d.time("exp", &r.Expires)
-	d.str("reason", &r.Reason)
-	d.str("sub", &r.Subject)
-	d.str("visit", &r.Visit)
+	d.id("reason", &r.Reason, MaxReasonSize)
+	d.id("sub", &r.Subject, MaxIDSize)
+	d.id("visit", &r.Visit, MaxIDSize)
 	return r, aud, nbf, d.err
 }
 
@@ -439,8 +470,27 @@ func (d *decoder) get(name string, v any) bool {
 	return true
 }
 
-func (d *decoder) str(name string, s *string) { d.get(name, s) }
-func (d *decoder) bool(name string, b *bool)  { d.get(name, b) }
+func (d *decoder) bool(name string, b *bool) { d.get(name, b) }
+
+// id reads a string of at most max bytes without control characters: an
+// identifier, or a revoke's reason.
+func (d *decoder) id(name string, s *string, max int) {
+	if d.get(name, s) {
+		d.err = checkID(name, *s, max)
+	}
+}
+
+// checkID refuses an identifier over max bytes or holding a control
+// character (which a log or a terminal would act on).
+func checkID(name, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s is %d bytes, at most %d", name, len(s), max)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("%s holds a control character", name)
+	}
+	return nil
+}
 
 // time reads a NumericDate (RFC 7519): seconds since the epoch, possibly
 // with a fraction, from 1970 to 9999.
@@ -475,7 +525,15 @@ func (d *decoder) purposes(p *[]string) {
 	if !d.get("purposes", p) {
 		return
 	}
+	if len(*p) > MaxPurposes {
+		d.err = fmt.Errorf("purposes: %d, at most %d", len(*p), MaxPurposes)
+		return
+	}
 	for i, id := range *p {
+		if err := checkID("purposes", id, MaxIDSize); err != nil {
+			d.err = err
+			return
+		}
 		if slices.Contains((*p)[:i], id) {
 			d.err = fmt.Errorf("purposes: %s is listed twice", quote(id))
 			return

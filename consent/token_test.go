@@ -73,10 +73,16 @@ func consentCases(t *testing.T) []tokenCase {
 		{"malformed/negative time", sign(with(valid, map[string]any{"nbf": -1})), consent.ReasonMalformed},
 		{"malformed/kid a number", edToken(t, issuerKey, header(map[string]any{"kid": 1}), valid), consent.ReasonMalformed},
 		{"malformed/critical header extension", edToken(t, issuerKey, header(map[string]any{"crit": []string{"exp"}}), valid), consent.ReasonMalformed},
+		{"malformed/kid over the size limit", edToken(t, issuerKey, header(map[string]any{"kid": strings.Repeat("k", consent.MaxIDSize+1)}), valid), consent.ReasonMalformed},
+		{"malformed/too many purposes", sign(with(valid, map[string]any{"purposes": manyPurposes(consent.MaxPurposes + 1)})), consent.ReasonMalformed},
+		{"malformed/visit with a newline", sign(with(valid, map[string]any{"visit": "visit-42\nforged log line"})), consent.ReasonMalformed},
+		{"valid/identifiers of the largest size", sign(with(valid, map[string]any{"iss": strings.Repeat("i", consent.MaxIDSize),
+			"sub": strings.Repeat("s", consent.MaxIDSize), "jti": strings.Repeat("j", consent.MaxIDSize), "visit": strings.Repeat("v", consent.MaxIDSize)})), ""},
 
 		{"wrong-type/revoke command presented as consent", edToken(t, operatorKey, revokeHeader, revokeClaims()), consent.ReasonWrongType},
 		{"wrong-type/typ JWT", edToken(t, issuerKey, header(map[string]any{"typ": "JWT"}), valid), consent.ReasonWrongType},
 		{"wrong-type/no typ", edToken(t, issuerKey, header(map[string]any{"typ": absent}), valid), consent.ReasonWrongType},
+		{"valid/typ in upper case", edToken(t, issuerKey, header(map[string]any{"typ": "CONSENT+JWT"}), valid), ""},
 
 		{"bad-signature/alg none", token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, consentHeader, valid), consent.ReasonBadSignature},
 		{"bad-signature/HS256 keyed with the issuer's public key", token(t, jwt.SigningMethodHS256, []byte(public(issuerKey)), consentHeader, valid), consent.ReasonBadSignature},
@@ -117,6 +123,13 @@ func consentCases(t *testing.T) []tokenCase {
 	for _, claim := range []string{"iss", "sub", "jti", "aud", "iat", "nbf", "exp", "visit", "purposes", "notice"} {
 		cases = append(cases, tokenCase{"missing-claim/" + claim, sign(with(valid, map[string]any{claim: absent})), consent.ReasonMissingClaim})
 	}
+	// One size limit for every identifier, checked before the signature.
+	for _, claim := range []string{"iss", "sub", "jti", "visit", "notice"} {
+		cases = append(cases, tokenCase{"malformed/" + claim + " over the size limit",
+			sign(with(valid, map[string]any{claim: strings.Repeat("x", consent.MaxIDSize+1)})), consent.ReasonMalformed})
+	}
+	cases = append(cases, tokenCase{"malformed/a purpose id over the size limit",
+		sign(with(valid, map[string]any{"purposes": []string{strings.Repeat("p", consent.MaxIDSize+1)}})), consent.ReasonMalformed})
 	return cases
 }
 
@@ -157,6 +170,9 @@ func revokeCases(t *testing.T) []tokenCase {
 		{"malformed/broken base64", []byte(parts[0] + "." + parts[1] + "!." + parts[2]), consent.ReasonMalformed},
 		{"malformed/reason a number", sign(with(valid, map[string]any{"reason": 7})), consent.ReasonMalformed},
 		{"wrong-type/consent token presented as revoke", edToken(t, issuerKey, consentHeader, consentClaims()), consent.ReasonWrongType},
+		{"wrong-type/Kelvin sign, k only under Unicode folding", edToken(t, operatorKey, with(revokeHeader, map[string]any{"typ": "revo\u212Ae+jwt"}), valid), consent.ReasonWrongType},
+		{"valid/typ in upper case", edToken(t, operatorKey, with(revokeHeader, map[string]any{"typ": "REVOKE+JWT"}), valid), ""},
+		{"malformed/reason over the size limit", sign(with(valid, map[string]any{"reason": strings.Repeat("r", consent.MaxReasonSize+1)})), consent.ReasonMalformed},
 		{"bad-signature/alg none", token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, revokeHeader, valid), consent.ReasonBadSignature},
 		{"bad-signature/HS256 keyed with the operator's public key", token(t, jwt.SigningMethodHS256, []byte(public(operatorKey)), revokeHeader, valid), consent.ReasonBadSignature},
 		{"bad-signature/an untrusted key under a trusted kid", edToken(t, strangerKey, revokeHeader, valid), consent.ReasonBadSignature},
@@ -170,6 +186,10 @@ func revokeCases(t *testing.T) []tokenCase {
 	}
 	for _, claim := range []string{"iss", "jti", "aud", "iat", "exp", "reason"} {
 		cases = append(cases, tokenCase{"missing-claim/" + claim, sign(with(valid, map[string]any{claim: absent})), consent.ReasonMissingClaim})
+	}
+	for _, claim := range []string{"iss", "jti", "sub"} {
+		cases = append(cases, tokenCase{"malformed/" + claim + " over the size limit",
+			sign(with(valid, map[string]any{claim: strings.Repeat("x", consent.MaxIDSize+1)})), consent.ReasonMalformed})
 	}
 	return cases
 }
@@ -417,4 +437,13 @@ func TestAudience(t *testing.T) {
 	if got, want := consent.Audience("office-07", ""), "consentcam:office-07"; got != want {
 		t.Errorf("site audience = %q, want %q", got, want)
 	}
+}
+
+// manyPurposes returns n distinct purpose ids.
+func manyPurposes(n int) []string {
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = fmt.Sprintf("purpose-%d", i)
+	}
+	return ps
 }
