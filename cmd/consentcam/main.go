@@ -75,7 +75,7 @@ Commands:
 	run         run the daemon
 	demo        run the whole system on this machine, with no set-up
 	audit       pull an agent's audit log, or verify one
-	keys gen    write a new set of keys (device, issuer, operator, master)
+	keys        write a new set of keys, or print a camera's checkpoint vkey
 	notice      print the notice visitors are shown, or its hash
 	probe       print the faces the camera sees, to aim it
 	token       sign a consent token or a revoke command
