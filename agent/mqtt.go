@@ -87,6 +87,12 @@ func newMQTTClient(a *Agent) *mqttClient {
 		opts.SetTLSConfig(o.TLS)
 	}
 	m.c = mqtt.NewClient(opts)
+	// The broker delivers what it queued for the persistent session as soon
+	// as the agent connects, before onConnect subscribes: without routes
+	// already in place paho drops (and does not acknowledge) a revoke sent
+	// while the agent was down.
+	m.c.AddRoute(m.topic(topicConsent), m.route)
+	m.c.AddRoute(m.topic(topicRevoke), m.route)
 	return m
 }
 
