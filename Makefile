@@ -8,6 +8,12 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 # they drive).
 RUN_PACKAGES  := pkg-config libopencv-dev opencv-data mosquitto-clients
 TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium
+# omniwitness, the C2SP tlog-witness the tests run, from the Go module proxy
+# (the repository has no tags: internal/testenv.OmniwitnessVersion names the
+# same pseudo-version), installed once outside the checkout, where
+# internal/testenv looks for it.
+OMNIWITNESS_VERSION := v0.0.0-20260720115447-2e1c6971d19e
+OMNIWITNESS_DIR ?= $(or $(CONSENTCAM_OMNIWITNESS_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/consentcam/omniwitness-$(OMNIWITNESS_VERSION))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # How many inputs each fuzz target tries in `make fuzz` (`make test` runs them
 # briefly). Counts, not durations: with a duration, go1.26's fuzz coordinator
@@ -16,7 +22,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 1000000x
 TEST_FUZZTIME ?= 100000x
 
-.PHONY: all deps test-deps apt build demo test lint bench fuzz clean
+.PHONY: all deps test-deps apt omniwitness build demo test lint bench fuzz clean
 
 all: build
 
@@ -24,9 +30,18 @@ all: build
 deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(RUN_PACKAGES)"
 
-## test-deps: the same, and those the tests need.
+## test-deps: the same, and those the tests need (Debian packages, omniwitness).
 test-deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_PACKAGES)"
+	@$(MAKE) --no-print-directory omniwitness
+
+## omniwitness: install the witness the tests run, unless it is there.
+omniwitness:
+	@if [ ! -x "$(OMNIWITNESS_DIR)/omniwitness" ]; then \
+		echo "installing omniwitness $(OMNIWITNESS_VERSION) into $(OMNIWITNESS_DIR)"; \
+		mkdir -p "$(OMNIWITNESS_DIR)" && \
+		GOBIN="$(OMNIWITNESS_DIR)" GOFLAGS= $(GO) install github.com/transparency-dev/witness/cmd/omniwitness@$(OMNIWITNESS_VERSION); \
+	fi
 
 # apt: install those of PACKAGES that are missing.
 apt:

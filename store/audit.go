@@ -42,6 +42,10 @@ const (
 	EventSourceFailed    = "source.failed"
 	EventSourceRecovered = "source.recovered"
 	EventCheckpoint      = "checkpoint"
+	// A witness stopped cosigning checkpoints, or cosigns again
+	// (docs/WITNESS.md).
+	EventWitnessFailed    = "witness.failed"
+	EventWitnessRecovered = "witness.recovered"
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -52,6 +56,7 @@ var eventTypes = []string{
 	EventRecordAccessed, EventRecordExpired, EventRecordErased,
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
+	EventWitnessFailed, EventWitnessRecovered,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the

@@ -44,6 +44,8 @@ func TestEventTypes(t *testing.T) {
 		{store.EventSourceFailed, "source.failed"},
 		{store.EventSourceRecovered, "source.recovered"},
 		{store.EventCheckpoint, "checkpoint"},
+		{store.EventWitnessFailed, "witness.failed"},
+		{store.EventWitnessRecovered, "witness.recovered"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			if tc.got != tc.want {

@@ -6,17 +6,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
+	"github.com/consentcam/consentcam/witness"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // AuditCommand dispatches the audit subcommands.
@@ -31,7 +35,7 @@ type AuditCommand struct {
 const auditUsage = `Usage:
 
 	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
-	consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]
+	consentcam audit verify --pubkey FILE [--checkpoint FILE [--witness KEY ... [--quorum N]]] [FILE]
 
 pull prints the audit log of an agent as JSON Lines; verify checks one.
 `
@@ -53,17 +57,23 @@ Arguments:
 
 const auditVerifyUsage = `Check an audit log (JSON Lines, standard input without FILE): seq without
 gaps, the Merkle root against every signed checkpoint, and the signatures.
-Exits 0 only when all hold, and says what failed otherwise.
+With --witness, the checkpoint given must also carry valid cosignatures by
+that many trusted witnesses. Exits 0 only when all hold, and says what failed
+otherwise.
 
 Usage:
 
-	consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]
+	consentcam audit verify --pubkey FILE [--checkpoint FILE [--witness KEY ... [--quorum N]]] [FILE]
 
 Arguments:
 
 	--pubkey FILE        the device's public key (PKIX PEM)
 	--checkpoint FILE    a checkpoint the log must match (audit pull --checkpoint,
 	                     or …/checkpoint)
+	--witness KEY        the verifier key (vkey) of a witness you trust, as its
+	                     operator publishes it; repeat for each
+	--quorum N           how many of them must have cosigned the checkpoint
+	                     (default: all)
 `
 
 // Run runs audit pull or audit verify.
@@ -183,10 +193,17 @@ func (c *AuditCommand) verify(args []string) error {
 	fs := newFlagSet("audit verify", auditVerifyUsage, c.Stderr)
 	pubPath := fs.String("pubkey", "", "")
 	cpPath := fs.String("checkpoint", "", "")
+	var witnessKeys stringList
+	fs.Var(&witnessKeys, "witness", "")
+	quorum := fs.Int("quorum", 0, "")
 	if err := parseFlagsArgs(fs, args, 1); err != nil {
 		return err
 	}
 	if err := required(fs, "pubkey"); err != nil {
+		return err
+	}
+	witnesses, err := witnessVerifiers(witnessKeys, *quorum, *cpPath != "", isSet(fs, "quorum"))
+	if err != nil {
 		return err
 	}
 	pub, err := consent.ReadPublicKey(*pubPath)
@@ -230,8 +247,59 @@ func (c *AuditCommand) verify(args []string) error {
 	if rep.Uncovered > 0 {
 		fmt.Fprintf(w, "the last %d events are not covered by a checkpoint yet\n", rep.Uncovered)
 	}
+	if len(witnesses) > 0 {
+		// VerifyLog checked the checkpoint's origin against the log's.
+		origin, _, _ := strings.Cut(string(checkpoint), "\n")
+		logVerifier, err := store.NewCheckpointVerifier(origin, pub)
+		if err != nil {
+			return err
+		}
+		cos, err := witness.VerifyCosigned(checkpoint, logVerifier, witnesses, *quorum)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *cpPath, err)
+		}
+		var by []string
+		for _, c := range cos.Witnesses {
+			by = append(by, fmt.Sprintf("%s at %s", c.Name, c.Time.Format(time.RFC3339)))
+		}
+		fmt.Fprintf(w, "checkpoint cosigned by %d of %d trusted witnesses (%s)\n", len(cos.Witnesses), len(witnesses), strings.Join(by, ", "))
+	}
 	fmt.Fprintln(w, "OK")
 	return nil
+}
+
+// witnessVerifiers reads the --witness keys of audit verify and checks
+// --quorum against them.
+func witnessVerifiers(keys []string, quorum int, haveCheckpoint, quorumSet bool) ([]note.Verifier, error) {
+	switch {
+	case len(keys) == 0 && quorumSet:
+		return nil, usagef("audit verify: --quorum needs --witness")
+	case len(keys) == 0:
+		return nil, nil
+	case !haveCheckpoint:
+		return nil, usagef("audit verify: --witness needs --checkpoint: the checkpoints inside the log carry no cosignatures, the one the agent publishes does")
+	case quorumSet && (quorum < 1 || quorum > len(keys)):
+		return nil, usagef("audit verify: --quorum %d: must be between 1 and the %d witnesses given", quorum, len(keys))
+	}
+	var vs []note.Verifier
+	for i, k := range keys {
+		v, err := witness.NewVerifier(k)
+		if err != nil {
+			return nil, usagef("audit verify: --witness %q: %v", k, err)
+		}
+		if slices.ContainsFunc(vs, func(u note.Verifier) bool { return u.Name() == v.Name() && u.KeyHash() == v.KeyHash() }) {
+			return nil, usagef("audit verify: --witness %q is given twice (witness %d)", k, i+1)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// isSet reports whether a flag was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func sizes(s []uint64) string {

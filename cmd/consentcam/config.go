@@ -19,6 +19,7 @@ import (
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/witness"
 	"gopkg.in/yaml.v3"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	} `yaml:"retention"`
 	Audit struct {
 		CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+		// Witnesses cosign every checkpoint (docs/WITNESS.md);
+		// WitnessQuorum is how many must (0: all).
+		Witnesses     []witness.Config `yaml:"witnesses"`
+		WitnessQuorum int              `yaml:"witness_quorum"`
 	} `yaml:"audit"`
 	Store struct {
 		CompactInterval time.Duration `yaml:"compact_interval"`
@@ -477,6 +482,9 @@ func (c *Config) Validate() error {
 	if c.Consent.ClockSkew < 0 || c.Consent.ClockSkew > 5*time.Minute {
 		return bad("consent.clock_skew", "must be between 0s and 5m (got %v)", c.Consent.ClockSkew)
 	}
+	if err := checkWitnesses(c.Audit.Witnesses, c.Audit.WitnessQuorum); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name  string
 		value time.Duration
@@ -508,6 +516,28 @@ func (k KioskConfig) validate(c *Config) error {
 		return &ConfigError{Field: "http.tokens", Msg: "the kiosk is on (kiosk.key) but no token has role kiosk: the front-desk tablet could not use it"}
 	}
 	return nil
+}
+
+// checkWitnesses validates audit.witnesses and audit.witness_quorum.
+func checkWitnesses(ws []witness.Config, quorum int) error {
+	if len(ws) == 0 {
+		if quorum != 0 {
+			return &ConfigError{Field: "audit.witness_quorum", Msg: "needs audit.witnesses"}
+		}
+		return nil
+	}
+	_, _, err := witness.Check(ws, quorum)
+	var werr *witness.ConfigError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &werr) && werr.Index < 0:
+		return &ConfigError{Field: "audit.witness_quorum", Msg: werr.Msg}
+	case errors.As(err, &werr):
+		return &ConfigError{Field: fmt.Sprintf("audit.witnesses[%d].%s", werr.Index, werr.Field), Msg: werr.Msg}
+	default:
+		return &ConfigError{Field: "audit.witnesses", Msg: err.Error()}
+	}
 }
 
 func checkKeyRefs(field string, refs []KeyRef, required bool) error {

@@ -78,6 +78,38 @@ func TestParseConfig_Defaults(t *testing.T) {
 	}
 }
 
+// testWitnessKey is a witness's verifier key (vkey).
+const testWitnessKey = "witness.example/w1+39975b31+BJkJ87YnMyEKzn5P/0Zd671wDX84aT0VxYz4r4Dia5q8"
+
+func TestParseConfig_Witnesses(t *testing.T) {
+	c, err := ParseConfig("c.yaml", []byte(minimal))
+	if err != nil || len(c.Audit.Witnesses) != 0 || c.Audit.WitnessQuorum != 0 {
+		t.Errorf("default witnesses = %+v, %v; want none", c.Audit, err)
+	}
+	c, err = ParseConfig("c.yaml", []byte(minimal+`audit:
+  witness_quorum: 1
+  witnesses:
+    - {name: regulator, url: 'https://witness.regulator.example/', key: `+testWitnessKey+`}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Audit.Witnesses; len(w) != 1 || w[0].Name != "regulator" || w[0].Key != testWitnessKey || c.Audit.WitnessQuorum != 1 {
+		t.Errorf("audit = %+v", c.Audit)
+	}
+
+	// The example's commented witness, turned on as docs/WITNESS.md says.
+	on := strings.NewReplacer("\n# witnesses:", "\n  witnesses:", "\n#   - name:", "\n    - name:", "\n#     url:", "\n      url:",
+		"\n#     key:", "\n      key:", "\n# witness_quorum:", "\n  witness_quorum:").Replace(string(readExample(t)))
+	c, err = ParseConfig("example.yaml", []byte(on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Audit.Witnesses; len(w) != 1 || w[0].URL != "https://witness.regulator.example" || c.Audit.WitnessQuorum != 0 {
+		t.Errorf("example's witnesses = %+v", c.Audit)
+	}
+}
+
 const kioskToken = "http: {tokens: [{role: kiosk, token_file: kiosk.token}]}\n"
 
 // The kiosk is off by default, and on with an issuer's kid and key.
@@ -139,6 +171,11 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"kiosk issuer not trusted", minimal + kioskToken + "kiosk: {issuer: kiosk-9, key: issuer.key}\n", "kiosk.issuer", 7, "one of issuers"},
 		{"kiosk without a kiosk token", minimal + "kiosk: {issuer: kiosk-1, key: issuer.key}\n", "http.tokens", 0, "role kiosk"},
 		{"unknown kiosk key", minimal + "kiosk: {issuer: kiosk-1, url: x}\n", "kiosk.url", 6, "known here: issuer, key"},
+		{"unknown witness key", minimal + "audit:\n  witnesses:\n    - {name: regulator, url: 'https://w.example', vkey: x}\n", "audit.witnesses[0].vkey", 8, "known here: key, name, url"},
+		{"witness key not a vkey", minimal + "audit:\n  witnesses:\n    - {name: regulator, url: 'https://w.example', key: regulator}\n", "audit.witnesses[0].key", 8, "verifier key"},
+		{"witness url not http", minimal + "audit:\n  witnesses:\n    - {url: 'ftp://w.example', key: " + testWitnessKey + "}\n", "audit.witnesses[0].url", 8, "http:// or https://"},
+		{"quorum above the witnesses", minimal + "audit:\n  witness_quorum: 2\n  witnesses:\n    - {url: 'https://w.example', key: " + testWitnessKey + "}\n", "audit.witness_quorum", 7, "between 1 and"},
+		{"quorum without witnesses", minimal + "audit: {witness_quorum: 1}\n", "audit.witness_quorum", 6, "needs audit.witnesses"},
 		{"key given twice", minimal + "site: other\n", "site", 6, "twice"},
 		{"not a mapping", "- a\n- b\n", "", 1, "mapping"},
 		{"empty", "", "", 0, "empty"},

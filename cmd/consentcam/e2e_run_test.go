@@ -310,7 +310,7 @@ func refusals(t *testing.T, b *box) []refusal {
 	t.Helper()
 	now := time.Now()
 	base := consent.Consent{Issuer: "kiosk", Subject: "subj-r", Visit: "visit-r", Purposes: []string{"channel-attribution"},
-		Notice: b.notice, Audience: consent.Audience(e2eSite, e2eCamera), IssuedAt: now, NotBefore: now, Expires: now.Add(5 * time.Minute)}
+		Notice: b.notice, Audience: consent.Audience(e2eSite, b.camera), IssuedAt: now, NotBefore: now, Expires: now.Add(5 * time.Minute)}
 	sign := func(key ed25519.PrivateKey, kid string, f func(c *consent.Consent)) []byte {
 		c := base
 		if f != nil {

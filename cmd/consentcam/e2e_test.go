@@ -43,13 +43,13 @@ func TestMain(m *testing.M) {
 const (
 	e2eSite   = "office-07"
 	e2eCamera = "entrance-1"
-	e2ePrefix = "consentcam/v1/office-07/entrance-1"
 )
 
 // box is a consentcam installation: keys, configuration, state directory,
 // a broker, and the daemon running as a child process.
 type box struct {
 	t        testing.TB
+	camera   string
 	dir      string
 	keys     string
 	config   string
@@ -71,10 +71,13 @@ type box struct {
 }
 
 type boxConfig struct {
-	scene     string        // scenario clip the camera shows
-	window    time.Duration // capture.window (default 3s)
-	detectFPS int           // capture.detect_fps (default 10)
-	kiosk     bool          // turn the kiosk on, signing as kiosk-1
+	scene     string             // scenario clip the camera shows
+	window    time.Duration      // capture.window (default 3s)
+	detectFPS int                // capture.detect_fps (default 10)
+	kiosk     bool               // turn the kiosk on, signing as kiosk-1
+	camera    string             // the camera (default e2eCamera)
+	broker    *testenv.Mosquitto // a broker shared with other boxes (default: one of its own)
+	siteKeys  string             // a keys directory whose issuer and operator keys this box uses too, as the cameras of one site do
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -82,7 +85,10 @@ type boxConfig struct {
 func newBox(t testing.TB, bc boxConfig) *box {
 	t.Helper()
 	model := testenv.Model(t, "yunet_320x320.onnx")
-	b := &box{t: t, dir: t.TempDir(), tokens: map[string]string{
+	if bc.camera == "" {
+		bc.camera = e2eCamera
+	}
+	b := &box{t: t, camera: bc.camera, dir: t.TempDir(), tokens: map[string]string{
 		httpapi.RoleAuditor:  "auditor-token-0123456789abcdef",
 		httpapi.RoleOperator: "operator-token-0123456789abcdef",
 		httpapi.RoleKiosk:    "kiosk-token-0123456789abcdef",
@@ -91,6 +97,17 @@ func newBox(t testing.TB, bc boxConfig) *box {
 	b.state = filepath.Join(b.dir, "state")
 	if out, err := runMain(t, "keys", "gen", "--dir", b.keys); err != nil {
 		t.Fatalf("keys gen: %v\n%s", err, out)
+	}
+	if bc.siteKeys != "" {
+		for _, name := range []string{"issuer.key", "issuer.pub", "operator.key", "operator.pub"} {
+			data, err := os.ReadFile(filepath.Join(bc.siteKeys, name))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(b.keys, name), data, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	var err error
 	for _, k := range []struct {
@@ -115,7 +132,10 @@ func newBox(t testing.TB, bc boxConfig) *box {
 
 	scene := opencvtest.SceneNamed(t, bc.scene)
 	clip := scene.WriteClip(t, b.dir)
-	b.broker = testenv.StartMosquitto(t)
+	b.broker = bc.broker
+	if b.broker == nil {
+		b.broker = testenv.StartMosquitto(t)
+	}
 	b.httpAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	if bc.window == 0 {
 		bc.window = 3 * time.Second
@@ -143,7 +163,7 @@ http:
 retention: {sweep_interval: 300ms}
 audit: {checkpoint_interval: 2s}
 store: {compact_interval: 1s}
-`, e2eSite, e2eCamera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
+`, e2eSite, b.camera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
 		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"))
 	if bc.kiosk {
 		cfg += fmt.Sprintf("kiosk: {issuer: kiosk-1, key: %s/issuer.key}\n", b.keys)
@@ -158,7 +178,7 @@ store: {compact_interval: 1s}
 	}
 	b.notice = strings.TrimSpace(out)
 
-	b.sub = testenv.Subscribe(t, b.broker, "auditor-sub", e2ePrefix)
+	b.sub = testenv.Subscribe(t, b.broker, "auditor-sub-"+b.camera, b.prefix())
 	b.start()
 	t.Cleanup(func() {
 		b.stop(syscall.SIGTERM)
@@ -170,6 +190,9 @@ store: {compact_interval: 1s}
 	})
 	return b
 }
+
+// prefix is the box's MQTT topic prefix.
+func (b *box) prefix() string { return "consentcam/v1/" + e2eSite + "/" + b.camera }
 
 // runMain runs a consentcam command in-process and returns its output.
 func runMain(t testing.TB, args ...string) (string, error) {
@@ -305,7 +328,7 @@ func (b *box) metric(name string) float64 {
 func (b *box) consentToken(visit, subject string, purposes ...string) []byte {
 	b.t.Helper()
 	args := []string{"token", "consent", "--key", filepath.Join(b.keys, "issuer.key"), "--kid", "kiosk-1",
-		"--site", e2eSite, "--camera", e2eCamera, "--visit", visit, "--subject", subject, "--notice", b.notice}
+		"--site", e2eSite, "--camera", b.camera, "--visit", visit, "--subject", subject, "--notice", b.notice}
 	for _, p := range purposes {
 		args = append(args, "--purpose", p)
 	}
@@ -320,7 +343,7 @@ func (b *box) consentToken(visit, subject string, purposes ...string) []byte {
 func (b *box) revokeToken(flag, value string) []byte {
 	b.t.Helper()
 	out, err := runMain(b.t, "token", "revoke", "--key", filepath.Join(b.keys, "operator.key"), "--kid", "ops-1",
-		"--site", e2eSite, "--camera", e2eCamera, "--"+flag, value, "--reason", "visitor withdrew")
+		"--site", e2eSite, "--camera", b.camera, "--"+flag, value, "--reason", "visitor withdrew")
 	if err != nil {
 		b.t.Fatalf("token revoke: %v\n%s", err, out)
 	}

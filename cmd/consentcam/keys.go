@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
 const keysUsage = `Manage the keys of a camera box.
@@ -14,27 +16,30 @@ const keysUsage = `Manage the keys of a camera box.
 Usage:
 
 	consentcam keys gen --dir DIR [--force]
+	consentcam keys vkey --pubkey FILE --site S --camera C
 
-Run 'consentcam keys gen -h' for its arguments.
+Run 'consentcam keys <command> -h' for the arguments of a command.
 `
 
 // KeysCommand dispatches to the keys subcommands.
 type KeysCommand struct{ Stdout, Stderr io.Writer }
 
-// Run runs keys gen.
+// Run runs keys gen or keys vkey.
 func (c *KeysCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.Stderr, keysUsage)
-		return usagef("keys: say gen")
+		return usagef("keys: say gen or vkey")
 	}
 	switch args[0] {
 	case "gen":
 		return (&KeysGenCommand{Stdout: c.Stdout, Stderr: c.Stderr}).Run(ctx, args[1:])
+	case "vkey":
+		return (&KeysVKeyCommand{Stdout: c.Stdout, Stderr: c.Stderr}).Run(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.Stderr, keysUsage)
 		return flag.ErrHelp
 	default:
-		return usagef("keys: unknown command %q (gen)", args[0])
+		return usagef("keys: unknown command %q (gen or vkey)", args[0])
 	}
 }
 
@@ -76,4 +81,49 @@ func (c *KeysGenCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.Stdout, p)
 	}
 	return err
+}
+
+const keysVKeyUsage = `Print the note verifier key (vkey) of a camera's checkpoints: what the
+operator of a witness configures for the camera's log, under the origin
+consentcam/SITE/CAMERA (docs/WITNESS.md).
+
+Usage:
+
+	consentcam keys vkey --pubkey FILE --site S --camera C
+
+Arguments:
+
+	--pubkey FILE   the camera's device.pub (PKIX PEM)
+	--site S        the camera's site
+	--camera C      the camera
+`
+
+// KeysVKeyCommand prints the verifier key of a camera's checkpoints.
+type KeysVKeyCommand struct{ Stdout, Stderr io.Writer }
+
+// Run prints the vkey.
+func (c *KeysVKeyCommand) Run(ctx context.Context, args []string) error {
+	fs := newFlagSet("keys vkey", keysVKeyUsage, c.Stderr)
+	pubPath := fs.String("pubkey", "", "")
+	site := fs.String("site", "", "")
+	camera := fs.String("camera", "", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "pubkey", "site", "camera"); err != nil {
+		return err
+	}
+	if !nameRE.MatchString(*site) || !nameRE.MatchString(*camera) {
+		return usagef("keys vkey: --site and --camera must be 1 to 64 of a-z, 0-9 and '-'")
+	}
+	pub, err := consent.ReadPublicKey(*pubPath)
+	if err != nil {
+		return fmt.Errorf("--pubkey: %w", err)
+	}
+	vkey, err := note.NewEd25519VerifierKey(store.Origin(*site, *camera), pub)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.Stdout, vkey)
+	return nil
 }

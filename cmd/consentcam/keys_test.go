@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/consentcam/consentcam/consent"
+	"github.com/consentcam/consentcam/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // runArgs runs consentcam in-process and returns what it printed and its
@@ -113,5 +117,43 @@ func TestUsage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "device.key")); err == nil {
 		t.Error("a usage mistake wrote keys")
+	}
+}
+
+// keys vkey prints what a witness verifies the camera's checkpoints with.
+func TestKeysVKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, stderr, code := runArgs(t, "keys", "gen", "--dir", dir); code != 0 {
+		t.Fatalf("keys gen: %s", stderr)
+	}
+	stdout, stderr, code := runArgs(t, "keys", "vkey", "--pubkey", filepath.Join(dir, "device.pub"), "--site", "office-07", "--camera", "entrance-1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(stdout))
+	if err != nil {
+		t.Fatalf("%q is not a vkey: %v", stdout, err)
+	}
+	if v.Name() != "consentcam/office-07/entrance-1" {
+		t.Errorf("key name %q, want the origin", v.Name())
+	}
+	device, err := consent.ReadPrivateKey(filepath.Join(dir, "device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := store.NewCheckpointSigner(v.Name(), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: "consentcam/office-07/entrance-1\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(msg, note.VerifierList(v)); err != nil {
+		t.Errorf("a checkpoint the device signed does not verify with the vkey: %v", err)
+	}
+
+	if _, _, code := runArgs(t, "keys", "vkey", "--pubkey", filepath.Join(dir, "device.pub"), "--site", "Office 7", "--camera", "e"); code != 2 {
+		t.Errorf("bad site: exit %d, want 2", code)
 	}
 }

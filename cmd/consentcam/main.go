@@ -75,9 +75,10 @@ Commands:
 	run         run the daemon
 	demo        run the whole system on this machine, with no set-up
 	audit       pull an agent's audit log, or verify one
-	keys gen    write a new set of keys (device, issuer, operator, master)
+	keys        write a new set of keys, or print a camera's checkpoint vkey
 	notice      print the notice visitors are shown, or its hash
 	probe       print the faces the camera sees, to aim it
+	revoke      erase a visitor on every camera of a site and collect the receipts
 	token       sign a consent token or a revoke command
 	version     print the version
 
@@ -107,6 +108,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&NoticeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "probe":
 		return (&ProbeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "revoke":
+		return (&RevokeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "token":
 		return (&TokenCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "version":

@@ -19,10 +19,12 @@ var forbidden = map[string][]string{
 	"agent":          {"agent/httpapi", "agent/mqttbus", "capture/opencv", "cmd/consentcam"},
 	"agent/httpapi":  {"agent/mqttbus", "capture/opencv", "cmd/consentcam"},
 	"agent/mqttbus":  {"agent/httpapi", "capture/opencv", "cmd/consentcam"},
-	"capture":        {"agent", "consent", "store", "capture/opencv"},
-	"capture/opencv": {"agent", "consent", "store"},
-	"consent":        {"agent", "capture", "store"},
-	"store":          {"agent", "capture", "consent"},
+	"capture":        {"agent", "consent", "store", "witness", "capture/opencv"},
+	"capture/opencv": {"agent", "consent", "store", "witness"},
+	"consent":        {"agent", "capture", "store", "witness"},
+	"store":          {"agent", "capture", "consent", "witness"},
+	"witness":        {"agent", "capture", "consent", "store"},
+	"revoke":         {"agent", "capture", "cmd/consentcam"},
 }
 
 func TestImportsPointDown(t *testing.T) {
