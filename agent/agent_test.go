@@ -31,7 +31,7 @@ func TestNoConsentNoDetection(t *testing.T) {
 	if n := r.Cam.Detects.Load(); n != 0 {
 		t.Errorf("detector ran %d times without a window", n)
 	}
-	_, body := r.Do("GET", "/metrics", "", nil)
+	_, body := r.Do("GET", "/metrics", httpapi.RoleMetrics, nil)
 	for _, want := range []string{"consentcam_frames_analyzed_total 0", "consentcam_records 0", "consentcam_windows_open 0"} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %q", want)

@@ -85,24 +85,29 @@ func (a *Agent) Revoke(ctx context.Context, token []byte) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, a.rejectRevoke(r, err)
 	}
-	return a.carryOut(ctx, r)
+	return a.carryOut(ctx, r, false)
 }
 
 // Withdraw erases a subject at the visitor's own request (the kiosk's
-// withdrawal code), exactly as a revoke command naming the subject would.
-// actor and reason go into the audit events.
+// withdrawal code), exactly as a revoke command naming the subject would;
+// actor and reason go into the audit events. When nothing of the subject is
+// left (no record, no window, no queued consent: an earlier withdrawal
+// erased it, or nothing was saved), nothing is written, so that sending a
+// code again and again cannot fill the log: the receipt then has Erased 0
+// and no signature.
 func (a *Agent) Withdraw(ctx context.Context, subject, actor, reason string) (Receipt, error) {
 	now := a.Now()
 	return a.carryOut(ctx, &consent.Revoke{
 		Issuer: actor, KeyID: actor, JTI: rand.Text(), Reason: reason, Subject: subject,
 		Audience: consent.Audience(a.Site, a.Camera), IssuedAt: now, Expires: now,
-	})
+	}, true)
 }
 
-// carryOut has the control loop carry out a verified revoke.
-func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke) (Receipt, error) {
+// carryOut has the control loop carry out a verified revoke; with quiet,
+// only if it has something to do.
+func (a *Agent) carryOut(ctx context.Context, r *consent.Revoke, quiet bool) (Receipt, error) {
 	reply := make(chan revokeResult, 1)
-	if err := send(ctx, a, a.revokes, revokeRequest{r: r, reply: reply}); err != nil {
+	if err := send(ctx, a, a.revokes, revokeRequest{r: r, quiet: quiet, reply: reply}); err != nil {
 		return Receipt{}, err
 	}
 	res := <-reply
@@ -146,9 +151,30 @@ func (a *Agent) Records(sel store.Selector) ([]*store.Record, error) {
 
 // ReadImage returns a record's image for a purpose it is still tagged with,
 // and audits the read (record.accessed, by actor) in the same transaction:
-// no read without its event. It fails with store.ErrNotFound or
-// store.ErrPurpose.
+// no read without its event. It fails with store.ErrNotFound, or with
+// store.ErrPurpose, and then the refused read is audited too
+// (access.refused): an attempt to use a face for a purpose the visitor did
+// not agree to, or after its retention, is the auditor's business.
 func (a *Agent) ReadImage(id, purpose, actor string) ([]byte, error) {
+	image, err := a.readImage(id, purpose, actor)
+	if !errors.Is(err, store.ErrPurpose) {
+		return image, unavailable(err)
+	}
+	refused := &store.Event{Type: store.EventAccessRefused, Record: id, Purposes: []string{purpose}, Actor: actor,
+		Reason: "purpose-not-allowed"}
+	aerr := a.Store.Update(func(tx *store.Tx) error {
+		if rec, err := tx.Record(id); err == nil {
+			refused.Visit, refused.Subject = rec.Visit, rec.Subject
+		}
+		return tx.Append(refused)
+	})
+	if aerr != nil {
+		return nil, unavailable(fmt.Errorf("record a refused read: %w", aerr))
+	}
+	return nil, err
+}
+
+func (a *Agent) readImage(id, purpose, actor string) ([]byte, error) {
 	var image []byte
 	ev := &store.Event{Type: store.EventRecordAccessed, Record: id, Purposes: []string{purpose}, Actor: actor}
 	err := a.Store.Update(func(tx *store.Tx) error {
@@ -162,7 +188,7 @@ func (a *Agent) ReadImage(id, purpose, actor string) ([]byte, error) {
 		}
 		return tx.Append(ev)
 	})
-	return image, unavailable(err)
+	return image, err
 }
 
 // Snapshot is the open window and the queue as they are now.

@@ -44,6 +44,7 @@ type consentResult struct {
 
 type revokeRequest struct {
 	r     *consent.Revoke
+	quiet bool // nothing to erase: write nothing (a kiosk withdrawal)
 	reply chan revokeResult
 }
 
@@ -120,7 +121,7 @@ func (a *Agent) controlLoop() {
 			acc, err := c.accept(req.c)
 			req.reply <- consentResult{acc, err}
 		case req := <-a.revokes:
-			rc, err := c.revoke(req.r)
+			rc, err := c.revoke(req.r, req.quiet)
 			req.reply <- revokeResult{rc, err}
 		case f := <-a.frames:
 			c.analyze(f)
@@ -464,25 +465,34 @@ func matches(r *consent.Revoke, cs *consent.Consent) bool {
 // skips the queued consents it names, erases the records, records what it
 // did and signs a checkpoint covering it; then it signs the receipt. A
 // spent request id is refused as replayed.
-func (c *control) revoke(r *consent.Revoke) (Receipt, error) {
+func (c *control) revoke(r *consent.Revoke, quiet bool) (Receipt, error) {
 	a := c.a
 	var outcomes []closing
+	named := 0 // windows and queued consents the revoke names
 	for _, cl := range c.unsettled {
 		if cl.rec != nil && matches(r, cl.c) {
 			cl = revokedWindow(cl.queued)
+			named++
 		}
 		outcomes = append(outcomes, cl)
 	}
 	closeWin := c.win != nil && matches(r, c.win.c)
 	if closeWin {
 		outcomes = append(outcomes, revokedWindow(c.win.queued))
+		named++
 	}
 	var kept []queued
 	for _, q := range c.queue {
 		if matches(r, q.c) {
 			outcomes = append(outcomes, skip(q, ReasonRevoked))
+			named++
 		} else {
 			kept = append(kept, q)
+		}
+	}
+	if quiet && named == 0 {
+		if left, err := c.a.Records(store.Selector{Subject: r.Subject, Visit: r.Visit}); err != nil || len(left) == 0 {
+			return Receipt{Receipt: consent.Receipt{Request: r.JTI, Subject: r.Subject, Visit: r.Visit, Time: a.Now().UTC()}}, err
 		}
 	}
 

@@ -1,8 +1,8 @@
 package agent_test
 
 import (
+	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +42,7 @@ func TestOutcomeRetried(t *testing.T) {
 		return slices.ContainsFunc(evs, agenttest.IsType(store.EventCaptureSaved))
 	})
 	r.Cam.Show(agenttest.Face(240, 120, 160, 0.95))
-	if !waitLog(&logs, "record outcomes; trying again", 3) {
+	if !logs.WaitFor("record outcomes; trying again", 3) {
 		t.Fatalf("the outcome was not tried again; log:\n%s", logs.String())
 	}
 	if slices.ContainsFunc(r.Events(), agenttest.OfVisit(store.EventWindowOpened, "v-2")) {
@@ -105,18 +105,6 @@ func TestInterruptedAtStart(t *testing.T) {
 	}
 }
 
-// waitLog waits until the log holds msg n times.
-func waitLog(logs *agenttest.LogBuffer, msg string, n int) bool {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if strings.Count(logs.String(), msg) >= n {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
 // A window that gets no picture because the camera is down ends with
 // reason source-down, not no-face, which would hide the cause.
 func TestSourceDown(t *testing.T) {
@@ -133,4 +121,30 @@ func TestSourceDown(t *testing.T) {
 	r.WaitEvent("source.recovered", agenttest.IsType(store.EventSourceRecovered))
 	r.Visit(r.ConsentToken("v-2", "s-2", "channel-attribution"))
 	r.WaitEvent("capture.saved once the camera is back", agenttest.OfVisit(store.EventCaptureSaved, "v-2"))
+}
+
+// A read of a face for a purpose it is not tagged with, or after that
+// purpose's retention, is refused and audited (access.refused), naming the
+// record, the purpose and who asked.
+func TestRefusedReadAudited(t *testing.T) {
+	r := agenttest.New(t, 300*time.Millisecond, func(r *agenttest.Rig) { r.Agent.SweepInterval = time.Hour })
+	rec := r.SaveOne("v-1", "s-1", "channel-attribution", "entry-security")
+	time.Sleep(400 * time.Millisecond) // entry-security has expired (no sweep yet)
+	for _, purpose := range []string{"marketing", "entry-security"} {
+		if _, err := r.Agent.ReadImage(rec, purpose, "operator"); !errors.Is(err, store.ErrPurpose) {
+			t.Fatalf("read for %s: %v, want ErrPurpose", purpose, err)
+		}
+		ev := r.WaitEvent("access.refused for "+purpose, func(ev store.Event) bool {
+			return ev.Type == store.EventAccessRefused && slices.Equal(ev.Purposes, []string{purpose})
+		})
+		if ev.Record != rec || ev.Subject != "s-1" || ev.Visit != "v-1" || ev.Actor != "operator" || ev.Reason != "purpose-not-allowed" {
+			t.Errorf("access.refused = %+v", ev)
+		}
+	}
+	if slices.ContainsFunc(r.Events(), agenttest.IsType(store.EventRecordAccessed)) {
+		t.Error("a refused read recorded as record.accessed")
+	}
+	if _, err := r.Agent.ReadImage("no-such-record", "marketing", "operator"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("read of no record: %v", err)
+	}
 }

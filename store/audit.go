@@ -46,6 +46,9 @@ const (
 	// (docs/WITNESS.md).
 	EventWitnessFailed    = "witness.failed"
 	EventWitnessRecovered = "witness.recovered"
+	// EventAccessRefused: an image read refused because the record is not
+	// (or no longer) tagged with the purpose named.
+	EventAccessRefused = "access.refused"
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -56,7 +59,7 @@ var eventTypes = []string{
 	EventRecordAccessed, EventRecordExpired, EventRecordErased,
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
-	EventWitnessFailed, EventWitnessRecovered,
+	EventWitnessFailed, EventWitnessRecovered, EventAccessRefused,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -37,6 +38,9 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
 		after, err := uintParam(r, "after", 0)
 		if err != nil {
 			return err
+		}
+		if after == math.MaxUint64 {
+			return badRequest("after must be below %d", uint64(math.MaxUint64))
 		}
 		from = after + 1
 	}

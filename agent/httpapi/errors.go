@@ -25,8 +25,11 @@ const (
 	ReasonStopping          = "stopping"
 	ReasonUnavailable       = "unavailable"
 	ReasonInternal          = "internal"
-	ReasonNoPurpose         = "no-purpose" // kiosk: agreeing to nothing
-	ReasonBadCode           = "bad-code"   // kiosk: not a withdrawal code of this box
+	ReasonRateLimited       = "rate-limited" // 429: too many requests from this address, or with this code
+	ReasonUnknownHost       = "unknown-host" // 421: a Host the box is not known by (DNS rebinding)
+	ReasonCrossOrigin       = "cross-origin" // 403: a page of another site
+	ReasonNoPurpose         = "no-purpose"   // kiosk: agreeing to nothing
+	ReasonBadCode           = "bad-code"     // kiosk: not a withdrawal code of this box
 )
 
 // Error is an answer other than success: its status, its reason and a

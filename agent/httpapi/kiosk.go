@@ -52,11 +52,12 @@ var webFiles embed.FS
 
 // kiosk is the running kiosk of a server.
 type kiosk struct {
-	s      *Server
-	opts   KioskOptions
-	codes  codeKey
-	notice kioskNotice
-	static fs.FS
+	s       *Server
+	opts    KioskOptions
+	codes   codeKey
+	perCode *limiter // withdrawals, by the subject a code names
+	notice  kioskNotice
+	static  fs.FS
 }
 
 func newKiosk(s *Server) (*kiosk, error) {
@@ -75,7 +76,8 @@ func newKiosk(s *Server) (*kiosk, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kiosk{s: s, opts: *o, codes: codes, notice: newKioskNotice(s.Notice, s.noticeHash, o.Window), static: static}, nil
+	return &kiosk{s: s, opts: *o, codes: codes, perCode: newLimiter(codePerMinute, codeBurst),
+		notice: newKioskNotice(s.Notice, s.noticeHash, o.Window), static: static}, nil
 }
 
 // routes adds the kiosk's pages and API. Agreeing, declining and a visit's
@@ -91,10 +93,10 @@ func (k *kiosk) routes(mux *http.ServeMux) {
 	mux.Handle("GET /kiosk/static/{file}", pageHeaders(http.StripPrefix("/kiosk/static/", http.FileServerFS(k.static))))
 
 	mux.Handle("GET /kiosk/api/notice", s.handle(k.handleNotice))
-	mux.Handle("POST /kiosk/api/agree", s.require(RoleKiosk, k.handleAgree))
-	mux.Handle("POST /kiosk/api/decline", s.require(RoleKiosk, k.handleDecline))
-	mux.Handle("GET /kiosk/api/visits/{visit}", s.require(RoleKiosk, k.handleVisit))
-	mux.Handle("POST /kiosk/api/withdraw", s.handle(k.handleWithdraw))
+	mux.Handle("POST /kiosk/api/agree", s.require(s.limited(k.handleAgree), RoleKiosk))
+	mux.Handle("POST /kiosk/api/decline", s.require(s.limited(k.handleDecline), RoleKiosk))
+	mux.Handle("GET /kiosk/api/visits/{visit}", s.require(k.handleVisit, RoleKiosk))
+	mux.Handle("POST /kiosk/api/withdraw", s.handle(s.limited(k.handleWithdraw)))
 	mux.Handle("/kiosk/api/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Reason: ReasonNotFound, Msg: "no kiosk API " + r.Method + " " + r.URL.Path}
 	}))
@@ -124,8 +126,15 @@ func (k *kiosk) handleNotice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// decodeJSON reads a small JSON object body into v.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+// decodeJSON reads a small JSON object body into v: a request of the
+// box's own pages (same origin, application/json).
+func (k *kiosk) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if err := k.s.sameOrigin(r); err != nil {
+		return err
+	}
+	if err := jsonBody(r); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxKioskBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -169,7 +178,7 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) error {
 		// otherwise. The receipt's link and QR code point there.
 		Origin string `json:"origin"`
 	}
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := k.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	origin, err := originOf(r, req.Origin)
@@ -239,6 +248,9 @@ func originOf(r *http.Request, origin string) (string, error) {
 // handleDecline records that a visitor said no, and nothing else: no
 // subject, no visit, no purpose.
 func (k *kiosk) handleDecline(w http.ResponseWriter, r *http.Request) error {
+	if err := k.s.sameOrigin(r); err != nil {
+		return err
+	}
 	seq, err := k.s.Core.Decline(k.opts.Issuer)
 	if err != nil {
 		return fmt.Errorf("record the refusal: %w", err)
@@ -250,11 +262,12 @@ func (k *kiosk) handleDecline(w http.ResponseWriter, r *http.Request) error {
 // KioskWithdrawal is the answer of POST /kiosk/api/withdraw.
 type KioskWithdrawal struct {
 	Subject string    `json:"subject"`
-	Erased  int       `json:"erased"` // records erased
-	Seq     uint64    `json:"seq"`    // of consent.revoked
+	Erased  int       `json:"erased"`        // records erased
+	Seq     uint64    `json:"seq,omitempty"` // of consent.revoked
 	Time    time.Time `json:"time"`
-	// Receipt is the revoke receipt signed by the device key.
-	Receipt json.RawMessage `json:"receipt"`
+	// Receipt is the revoke receipt signed by the device key; none when
+	// nothing was left to erase (nothing is recorded then).
+	Receipt json.RawMessage `json:"receipt,omitempty"`
 }
 
 // handleWithdraw erases a subject named by a valid withdrawal code, exactly
@@ -265,13 +278,16 @@ func (k *kiosk) handleWithdraw(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Code string `json:"code"`
 	}
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := k.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	subject, err := k.codes.subjectOf(req.Code)
 	if err != nil {
 		s.Logger.Info("kiosk withdrawal refused", logKeyReason, err)
 		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadCode, Msg: err.Error()}
+	}
+	if ok, wait := k.perCode.allow(subject, s.Now()); !ok {
+		return tooMany(w, wait)
 	}
 	rc, err := s.Core.Withdraw(r.Context(), subject, actorVisitor, withdrawReason)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ const (
 	RoleAuditor  = "auditor"
 	RoleOperator = "operator"
 	RoleKiosk    = "kiosk"
+	// RoleMetrics may read /metrics only (a Prometheus server); the
+	// auditor and the operator may too.
+	RoleMetrics = "metrics"
 )
 
 // Server is the box's HTTP API (docs/SPEC.md, "HTTP") and, when Kiosk is
@@ -65,6 +69,12 @@ type Server struct {
 	Addr string
 	// Tokens are the bearer tokens and the role each grants.
 	Tokens []BearerToken
+	// Hosts are the names the box is reached by (a Host header or an Origin
+	// naming anything else is refused; IP addresses and localhost always
+	// pass).
+	Hosts []string
+	// RateLimit bounds the writing requests of one client address.
+	RateLimit RateLimit
 
 	Core Core
 	Log  AuditLog
@@ -83,6 +93,7 @@ type Server struct {
 	notice     []byte // Notice's JSON with its hash
 	noticeHash string
 	kiosk      *kiosk
+	perAddress *limiter
 	listener   net.Listener
 	server     *http.Server
 	served     chan struct{}
@@ -92,6 +103,7 @@ type Server struct {
 func NewServer() *Server {
 	return &Server{
 		Addr:      DefaultAddr,
+		RateLimit: DefaultRateLimit,
 		Connected: func() bool { return false },
 		Now:       time.Now,
 		Logger:    slog.New(slog.DiscardHandler),
@@ -113,6 +125,7 @@ func (s *Server) Listen() error {
 		return errors.New("http: no core, log or metrics")
 	}
 	s.notice, s.noticeHash = s.Notice.JSON(), s.Notice.Hash()
+	s.perAddress = newLimiter(s.RateLimit.PerMinute, s.RateLimit.Burst)
 	if s.Kiosk != nil {
 		k, err := newKiosk(s)
 		if err != nil {
@@ -126,7 +139,7 @@ func (s *Server) Listen() error {
 	}
 	s.listener = l
 	s.server = &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.guard(s.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -186,18 +199,22 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", s.handle(s.handleHealth))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{})
+	mux.Handle("GET /metrics", s.require(func(w http.ResponseWriter, r *http.Request) error {
+		metrics.ServeHTTP(w, r)
+		return nil
+	}, RoleMetrics, RoleAuditor, RoleOperator))
 	mux.Handle("GET /v1/notice", s.handle(s.handleNotice))
 
-	mux.Handle("GET /v1/audit", s.require(RoleAuditor, s.handleAudit))
-	mux.Handle("GET /v1/audit/checkpoint", s.require(RoleAuditor, s.handleCheckpoint))
-	mux.Handle("GET /v1/audit/proof/inclusion", s.require(RoleAuditor, s.handleInclusion))
-	mux.Handle("GET /v1/audit/proof/consistency", s.require(RoleAuditor, s.handleConsistency))
+	mux.Handle("GET /v1/audit", s.require(s.handleAudit, RoleAuditor))
+	mux.Handle("GET /v1/audit/checkpoint", s.require(s.handleCheckpoint, RoleAuditor))
+	mux.Handle("GET /v1/audit/proof/inclusion", s.require(s.handleInclusion, RoleAuditor))
+	mux.Handle("GET /v1/audit/proof/consistency", s.require(s.handleConsistency, RoleAuditor))
 
-	mux.Handle("GET /v1/records", s.require(RoleOperator, s.handleRecords))
-	mux.Handle("GET /v1/records/{id}/image", s.require(RoleOperator, s.handleImage))
+	mux.Handle("GET /v1/records", s.require(s.handleRecords, RoleOperator))
+	mux.Handle("GET /v1/records/{id}/image", s.require(s.limited(s.handleImage), RoleOperator))
 
-	mux.Handle("POST /v1/visits", s.require(RoleKiosk, s.handleVisit))
+	mux.Handle("POST /v1/visits", s.require(s.limited(s.handleVisit), RoleKiosk))
 	if s.kiosk != nil {
 		s.kiosk.routes(mux)
 	}
@@ -210,16 +227,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// require lets a request through only with a bearer token of role.
-func (s *Server) require(role string, h handlerFunc) http.Handler {
+// require lets a request through only with a bearer token of one of roles.
+func (s *Server) require(h handlerFunc, roles ...string) http.Handler {
 	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		got, ok := s.roleOf(r)
 		switch {
 		case !ok:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="consentcam"`)
-			return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Msg: "a bearer token of role " + role + " is needed"}
-		case got != role:
-			return &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Msg: "this needs role " + role}
+			return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Msg: "a bearer token of role " + strings.Join(roles, " or ") + " is needed"}
+		case !slices.Contains(roles, got):
+			return &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Msg: "this needs role " + strings.Join(roles, " or ")}
 		}
 		return h(w, r)
 	})

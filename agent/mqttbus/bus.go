@@ -44,6 +44,8 @@ type Options struct {
 	TopicPrefix string
 	// ReconnectMax bounds the backoff between connection attempts.
 	ReconnectMax time.Duration
+	// TakeoverBackoff is the wait after repeated takeovers (see session).
+	TakeoverBackoff time.Duration
 }
 
 // DefaultReconnectMax is the longest wait between connection attempts.
@@ -111,12 +113,24 @@ type Bus struct {
 
 	connected prometheus.Gauge
 	failures  *prometheus.CounterVec
+	takeovers prometheus.Counter
 }
+
+// A connection lost within takeoverWindow of its start, takeoverCount times
+// in a row, is taken for another client using the agent's client id (the
+// broker drops the older of two sessions of one id): the agent says so, and
+// waits TakeoverBackoff before trying again rather than throwing the other
+// off and being thrown off in turn.
+const (
+	takeoverWindow         = 5 * time.Second
+	takeoverCount          = 3
+	DefaultTakeoverBackoff = time.Minute
+)
 
 // New returns a bus with the defaults of docs/SPEC.md.
 func New() *Bus {
 	return &Bus{
-		Options: Options{ReconnectMax: DefaultReconnectMax},
+		Options: Options{ReconnectMax: DefaultReconnectMax, TakeoverBackoff: DefaultTakeoverBackoff},
 		Logger:  slog.New(slog.DiscardHandler),
 	}
 }
@@ -155,11 +169,18 @@ func (b *Bus) Open() error {
 	for _, t := range []string{TopicConsent, TopicRevoke} {
 		b.failures.WithLabelValues(t)
 	}
-	if err := errors.Join(b.Registry.Register(b.connected), b.Registry.Register(b.failures)); err != nil {
+	b.takeovers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "consentcam_mqtt_takeovers_total",
+		Help: "Times the MQTT connection was lost within seconds of connecting, several times in a row: another client is using the agent's client id.",
+	})
+	if err := errors.Join(b.Registry.Register(b.connected), b.Registry.Register(b.failures), b.Registry.Register(b.takeovers)); err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 	if b.ReconnectMax <= 0 {
 		b.ReconnectMax = DefaultReconnectMax
+	}
+	if b.TakeoverBackoff <= 0 {
+		b.TakeoverBackoff = DefaultTakeoverBackoff
 	}
 	b.up = make(chan struct{}, 1)
 	b.kick = make(chan struct{}, 1)
@@ -215,19 +236,43 @@ func (b *Bus) setConn(c *conn) {
 // connection is lost, until Close.
 func (b *Bus) session() {
 	backoff := 100 * time.Millisecond
+	// quick counts the connections lost soon after they started, each
+	// followed by a connection at the first attempt: a broker that restarts
+	// refuses one at least, a takeover none.
+	quick := 0
+	wait := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-b.ctx.Done():
+		}
+	}
 	for b.ctx.Err() == nil {
 		c, err := b.connect()
 		if err != nil {
 			b.Logger.Warn("mqtt connect", logKeyBroker, b.URL, logKeyError, err)
-			select {
-			case <-time.After(backoff):
-			case <-b.ctx.Done():
-			}
+			quick = 0
+			wait(backoff)
 			backoff = min(2*backoff, b.ReconnectMax)
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		start := time.Now()
 		b.serve(c)
+		if b.ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) >= takeoverWindow {
+			quick = 0
+			continue
+		}
+		if quick++; quick >= takeoverCount {
+			b.takeovers.Inc()
+			b.Logger.Error("mqtt connection lost within seconds of connecting, again and again: another client is likely "+
+				"using this client id (the broker drops the older session); give each box its own broker user and set "+
+				"use_username_as_clientid (deploy/mosquitto.conf)", "client_id", b.ClientID, "times", quick, "retry_in", b.TakeoverBackoff)
+			quick = 0
+			wait(b.TakeoverBackoff)
+		}
 	}
 }
 

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/agent/internal/agenttest"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Every refusal reaching the agent over MQTT is audited as consent.rejected
@@ -173,7 +175,7 @@ func TestCommandStoreFailure(t *testing.T) {
 	r.Sub.Publish("consent", []byte(r.ConsentToken("v-1", "s-1", "channel-attribution")))
 	r.WaitEvent("consent.accepted", agenttest.OfVisit(store.EventConsentAccepted, "v-1"))
 
-	_, metrics := r.Do("GET", "/metrics", "", nil)
+	_, metrics := r.Do("GET", "/metrics", httpapi.RoleMetrics, nil)
 	if !regexp.MustCompile(`consentcam_mqtt_command_failures_total\{topic="consent"\} 3\n`).Match(metrics) {
 		t.Errorf("metrics do not count 3 failures:\n%s", grep(metrics, "consentcam_mqtt_command_failures_total"))
 	}
@@ -200,4 +202,30 @@ func grep(text []byte, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Another client connecting with the agent's client id (a takeover: the
+// broker drops the older session) makes the agent say so, count it, and
+// stand back instead of throwing the other off again and again; it comes
+// back once the other is gone.
+func TestTakeoverNoticed(t *testing.T) {
+	var logs agenttest.LogBuffer
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Bus.TakeoverBackoff = 3 * time.Second },
+		agenttest.WithBroker, agenttest.WithLogger(logs.Logger()))
+	rogue := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.Broker.URL()).SetClientID(r.Bus.ClientID).
+		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(100 * time.Millisecond))
+	rogue.Connect()
+	if !logs.WaitFor("another client is likely using this client id", 1) {
+		rogue.Disconnect(0)
+		t.Fatalf("no takeover noticed; log:\n%s", logs.String())
+	}
+	_, metrics := r.Do("GET", "/metrics", httpapi.RoleMetrics, nil)
+	if !regexp.MustCompile(`consentcam_mqtt_takeovers_total [1-9]`).Match(metrics) {
+		t.Errorf("takeovers not counted:\n%s", grep(metrics, "takeovers"))
+	}
+	rogue.Disconnect(0)
+	if !testenv.WaitUntil(15*time.Second, r.Bus.Connected) {
+		t.Fatal("the agent did not come back once the other client left")
+	}
 }

@@ -120,6 +120,16 @@ type MQTTConfig struct {
 type HTTPConfig struct {
 	Listen string     `yaml:"listen"`
 	Tokens []TokenRef `yaml:"tokens"`
+	// Hosts are the names the box is reached by (IP addresses and localhost
+	// need none): a request naming another is refused.
+	Hosts     []string        `yaml:"hosts"`
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+}
+
+// RateLimitConfig bounds the writing requests of one client address.
+type RateLimitConfig struct {
+	PerMinute int `yaml:"per_minute"`
+	Burst     int `yaml:"burst"`
 }
 
 // KioskConfig turns on the consent kiosk the agent serves (a tablet at the
@@ -141,6 +151,7 @@ const (
 	RoleAuditor  = httpapi.RoleAuditor
 	RoleOperator = httpapi.RoleOperator
 	RoleKiosk    = httpapi.RoleKiosk
+	RoleMetrics  = httpapi.RoleMetrics
 )
 
 // Rules are the capture rules the configuration sets (once validated).
@@ -200,6 +211,7 @@ func DefaultConfig() Config {
 	c.MQTT.URL = "tcp://127.0.0.1:1883"
 	c.MQTT.ReconnectMax = mqttbus.DefaultReconnectMax
 	c.HTTP.Listen = httpapi.DefaultAddr
+	c.HTTP.RateLimit = RateLimitConfig(httpapi.DefaultRateLimit)
 	c.Consent.ClockSkew = consent.DefaultClockSkew
 	c.Retention.SweepInterval = agent.DefaultSweepInterval
 	c.Audit.CheckpointInterval = agent.DefaultCheckpointInterval
@@ -466,13 +478,22 @@ func (c *Config) Validate() error {
 	for i, t := range c.HTTP.Tokens {
 		f := fmt.Sprintf("http.tokens[%d]", i)
 		switch t.Role {
-		case RoleAuditor, RoleOperator, RoleKiosk:
+		case RoleAuditor, RoleOperator, RoleKiosk, RoleMetrics:
 		default:
-			return bad(f+".role", "must be auditor, operator or kiosk (got %q)", t.Role)
+			return bad(f+".role", "must be auditor, operator, kiosk or metrics (got %q)", t.Role)
 		}
 		if t.TokenFile == "" {
 			return bad(f+".token_file", "must be set")
 		}
+	}
+
+	for i, h := range c.HTTP.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") {
+			return bad(fmt.Sprintf("http.hosts[%d]", i), "must be a host name such as kiosk.example, without port or scheme (got %q)", h)
+		}
+	}
+	if rl := c.HTTP.RateLimit; rl.PerMinute < 1 || rl.Burst < 1 {
+		return bad("http.rate_limit", "per_minute and burst must be at least 1 (got %d and %d)", rl.PerMinute, rl.Burst)
 	}
 
 	if err := c.Kiosk.validate(c); err != nil {

@@ -312,7 +312,7 @@ func (b *box) records(query string) []store.Record {
 // metric reads one value from /metrics.
 func (b *box) metric(name string) float64 {
 	b.t.Helper()
-	_, body := b.get("/metrics", "")
+	_, body := b.get("/metrics", httpapi.RoleAuditor)
 	for _, line := range strings.Split(string(body), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			var v float64

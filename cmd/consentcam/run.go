@@ -200,6 +200,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 
 	srv := httpapi.NewServer()
 	srv.Addr, srv.Tokens = cfg.HTTP.Listen, tokens
+	srv.Hosts, srv.RateLimit = cfg.HTTP.Hosts, httpapi.RateLimit(cfg.HTTP.RateLimit)
 	srv.Core, srv.Log = a, db
 	srv.Notice = notice
 	srv.Metrics = a.Registry

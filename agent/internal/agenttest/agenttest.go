@@ -236,6 +236,7 @@ func New(t testing.TB, retention time.Duration, tune func(*Rig), opts ...Option)
 			httpapi.RoleAuditor:  "auditor-secret-0123456789",
 			httpapi.RoleOperator: "operator-secret-0123456789",
 			httpapi.RoleKiosk:    "kiosk-secret-0123456789",
+			httpapi.RoleMetrics:  "metrics-secret-0123456789",
 		},
 		Now: time.Now, Retention: retention, Tune: tune,
 	}
@@ -412,6 +413,9 @@ func (r *Rig) Do(method, path, role string, body io.Reader) (*http.Response, []b
 	}
 	if role != "" {
 		req.Header.Set("Authorization", "Bearer "+r.Tokens[role])
+	}
+	if body != nil && strings.HasPrefix(path, "/kiosk/api/") {
+		req.Header.Set("Content-Type", "application/json") // as the kiosk's pages send
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -691,4 +695,10 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// WaitFor waits until the log holds msg at least n times, and reports
+// whether it does.
+func (b *LogBuffer) WaitFor(msg string, n int) bool {
+	return testenv.WaitUntil(20*time.Second, func() bool { return strings.Count(b.String(), msg) >= n })
 }

@@ -38,10 +38,15 @@ function done(w) {
     T('There was no picture of you left to erase: nothing of yours is kept.', '没有需要删除的照片：本摄像盒没有保存您的任何内容。') :
     T(`We erased ${w.erased} picture(s) of you.`, `我们删除了您的 ${w.erased} 张照片。`)));
   $('subject').textContent = w.subject;
-  $('seq').textContent = String(w.seq);
   $('time').textContent = new Date(w.time).toLocaleString();
-  const receipt = JSON.stringify(w.receipt, null, 2);
-  $('receipt').textContent = receipt;
-  $('download').href = URL.createObjectURL(new Blob([receipt + '\n'], {type: 'application/json'}));
+  // Nothing left to erase: the box records nothing new and signs nothing.
+  show('logged', Boolean(w.receipt));
+  show('signed', Boolean(w.receipt));
+  if (w.receipt) {
+    $('seq').textContent = String(w.seq);
+    const receipt = JSON.stringify(w.receipt, null, 2);
+    $('receipt').textContent = receipt;
+    $('download').href = URL.createObjectURL(new Blob([receipt + '\n'], {type: 'application/json'}));
+  }
   $('done-title').focus();
 }
