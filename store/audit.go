@@ -42,6 +42,7 @@ const (
 	EventSourceFailed    = "source.failed"
 	EventSourceRecovered = "source.recovered"
 	EventCheckpoint      = "checkpoint"
+	EventEvidenceExpired = "evidence.expired"
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -52,6 +53,7 @@ var eventTypes = []string{
 	EventRecordAccessed, EventRecordExpired, EventRecordErased,
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
+	EventEvidenceExpired,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the

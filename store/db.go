@@ -49,10 +49,11 @@ var (
 	bucketOutbox    = []byte("outbox")    // seq → nil, events not yet acknowledged
 	bucketSpent     = []byte("spent")     // jti → time until which it is remembered
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
+	bucketEvidence  = []byte("evidence")  // nested buckets of evidence.go
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketImages, bucketKeys,
 		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
-		bucketOutbox, bucketSpent, bucketSpentExp}
+		bucketOutbox, bucketSpent, bucketSpentExp, bucketEvidence}
 )
 
 // Keys of the meta bucket.
