@@ -152,28 +152,44 @@ func TestPutEvidenceRefused(t *testing.T) {
 		want string
 	}{
 		{"no event at that seq", nil,
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq + 5, Kind: "consent", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq + 5, Kind: "consent", JTI: "jti-new", Token: token, Expires: until}
+			},
 			"no event at seq"},
 		{"an event of another type", &store.Event{Type: store.EventWindowOpened, Visit: "v"},
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until}
+			},
 			"is a window.opened"},
 		{"a consent as revoke evidence", referencing("consent", "jti-new", token),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "revoke", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "revoke", JTI: "jti-new", Token: token, Expires: until}
+			},
 			"belongs to a consent.revoked"},
 		{"another jti", referencing("consent", "jti-other", token),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until}
+			},
 			`names jti "jti-other"`},
 		{"another token", referencing("consent", "jti-new", token+"x"),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Token: token, Expires: until}
+			},
 			"not the SHA-256 of the token"},
 		{"unknown kind", referencing("consent", "jti-new", token),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "receipt", JTI: "jti-new", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "receipt", JTI: "jti-new", Token: token, Expires: until}
+			},
 			`kind "receipt"`},
 		{"empty token", referencing("consent", "jti-new", ""),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-new", Expires: until}
+			},
 			"token is empty"},
 		{"a jti already kept", referencing("consent", "jti-kept", token),
-			func(seq uint64) store.Evidence { return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-kept", Token: token, Expires: until} },
+			func(seq uint64) store.Evidence {
+				return store.Evidence{Seq: seq, Kind: "consent", JTI: "jti-kept", Token: token, Expires: until}
+			},
 			store.ErrExists.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
