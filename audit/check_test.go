@@ -163,9 +163,9 @@ func TestLawfulBoxPasses(t *testing.T) {
 func TestRule1(t *testing.T) {
 	otherKey := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(b *audittest.Box) uint64 // returns the seq the violation names
-		want  string
+		want   string
 	}{
 		{"a window without a consent", func(b *audittest.Box) uint64 {
 			v := &audittest.Visitor{Consent: b.NewConsent()}
