@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
 )
@@ -32,8 +33,11 @@ const auditUsage = `Usage:
 
 	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
 	consentcam audit verify --pubkey FILE [--checkpoint FILE] [FILE]
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
 
-pull prints the audit log of an agent as JSON Lines; verify checks one.
+pull prints the audit log of an agent as JSON Lines; verify checks one;
+check judges a bundle (log, evidence, notices, keys) against the rules of
+docs/AUDIT.md.
 `
 
 const auditPullUsage = `Print an agent's audit log as JSON Lines.
@@ -66,22 +70,43 @@ Arguments:
 	                     or …/checkpoint)
 `
 
-// Run runs audit pull or audit verify.
+const auditCheckUsage = `Check an audit bundle offline: the log verifies (as audit verify checks it),
+then each rule of docs/AUDIT.md holds. Prints each rule's verdict with the
+seqs of the events that break it, and the counts of the period. Exits 0 only
+when the log verifies and every rule holds.
+
+Usage:
+
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
+
+Arguments:
+
+	BUNDLE               the bundle directory (docs/AUDIT.md, "The bundle")
+	--report FILE.html   also write the report as one HTML page to print
+	--pubkey FILE        the device public key you hold (PKIX PEM): the bundle's
+	                     must be the same
+	--tolerance D        slack on every deadline, such as 5s, instead of the
+	                     manifest's
+`
+
+// Run runs audit pull, audit verify or audit check.
 func (c *AuditCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.Stderr, auditUsage)
-		return usagef("audit needs a subcommand: pull or verify")
+		return usagef("audit needs a subcommand: pull, verify or check")
 	}
 	switch args[0] {
 	case "pull":
 		return c.pull(ctx, args[1:])
 	case "verify":
 		return c.verify(args[1:])
+	case "check":
+		return c.check(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(c.Stderr, auditUsage)
 		return nil
 	default:
-		return usagef("unknown audit subcommand %q (pull or verify)", args[0])
+		return usagef("unknown audit subcommand %q (pull, verify or check)", args[0])
 	}
 }
 
@@ -241,6 +266,71 @@ func sizes(s []uint64) string {
 	parts := make([]string, len(s))
 	for i, v := range s {
 		parts[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (c *AuditCommand) check(args []string) error {
+	fs := newFlagSet("audit check", auditCheckUsage, c.Stderr)
+	reportPath := fs.String("report", "", "")
+	pubPath := fs.String("pubkey", "", "")
+	tolerance := fs.Duration("tolerance", 0, "")
+	// The bundle may come before the flags, as the usage line writes it.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append(args[1:len(args):len(args)], args[0])
+	}
+	if err := parseFlagsArgs(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usagef("audit check: name the bundle directory")
+	}
+	if *tolerance < 0 {
+		return usagef("audit check: --tolerance must not be negative")
+	}
+	opt := audit.Options{Tolerance: *tolerance}
+	if *pubPath != "" {
+		pub, err := consent.ReadPublicKey(*pubPath)
+		if err != nil {
+			return fmt.Errorf("--pubkey: %w", err)
+		}
+		opt.Device = pub
+	}
+	dir := fs.Arg(0)
+	b, err := audit.Open(dir)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	rep, err := audit.Check(b, opt)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	if err := rep.WriteText(c.Stdout); err != nil {
+		return err
+	}
+	if *reportPath != "" {
+		var page bytes.Buffer
+		if err := rep.WriteHTML(&page); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*reportPath, page.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	switch {
+	case rep.Integrity != nil:
+		return fmt.Errorf("bundle %s: %w", dir, rep.Integrity)
+	case !rep.Passed():
+		return fmt.Errorf("bundle %s: rules %s broken", dir, joinRules(rep.Failed()))
+	}
+	return nil
+}
+
+func joinRules(n []int) string {
+	parts := make([]string, len(n))
+	for i, v := range n {
+		parts[i] = strconv.Itoa(v)
 	}
 	return strings.Join(parts, ", ")
 }
