@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentcam/consentcam/consent"
@@ -53,7 +55,7 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	defer f.Close()
 
 	c := newChecker(b, r)
-	rep, err := store.VerifyLogEach(bufio.NewReaderSize(f, 1<<20), b.Checkpoint, b.Device, c.event)
+	rep, err := verifyAndReplay(bufio.NewReaderSize(f, 1<<20), b, c)
 	var lerr *store.LogError
 	var berr *BundleError
 	switch {
@@ -75,6 +77,55 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	}
 	return r, nil
 }
+
+// replayBatch is how many events the verifier hands the checker at a time.
+const replayBatch = 512
+
+// verifyAndReplay verifies the log and replays its events against the rules
+// at the same time, on two cores: the verifier checks the checkpoints'
+// signatures while the checker checks the tokens'. An error of the checker
+// stops both.
+func verifyAndReplay(log io.Reader, b *Bundle, c *checker) (*store.LogReport, error) {
+	batches := make(chan []*store.Event, 8)
+	checked := make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		var err error
+		for batch := range batches {
+			for _, ev := range batch {
+				if err != nil {
+					break
+				}
+				if err = c.event(ev); err != nil {
+					failed.Store(true)
+				}
+			}
+		}
+		checked <- err
+	}()
+	batch := make([]*store.Event, 0, replayBatch)
+	rep, err := store.VerifyLogEach(log, b.Checkpoint, b.Device, func(ev *store.Event) error {
+		if failed.Load() {
+			return errCheckerFailed
+		}
+		batch = append(batch, ev)
+		if len(batch) == replayBatch {
+			batches <- batch
+			batch = make([]*store.Event, 0, replayBatch)
+		}
+		return nil
+	})
+	if len(batch) > 0 && err == nil {
+		batches <- batch
+	}
+	close(batches)
+	if cerr := <-checked; cerr != nil {
+		return nil, cerr
+	}
+	return rep, err
+}
+
+var errCheckerFailed = errors.New("the rules cannot be checked")
 
 // checker replays the log, one event at a time, against the rules.
 type checker struct {
