@@ -167,7 +167,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "log     PASS  seq 0 to %d without gaps, %d signed checkpoints", r.Events-1, r.Checkpoints)
 	if r.Uncovered > 0 {
-		fmt.Fprintf(&b, ", the last %d events not yet signed", r.Uncovered)
+		fmt.Fprintf(&b, ", %d after the last", r.Uncovered)
 	}
 	b.WriteString("\n")
 	for _, rr := range r.Rules {
