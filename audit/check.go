@@ -806,14 +806,16 @@ func (c *checker) accessed(ev *store.Event) {
 	for _, p := range ev.Purposes {
 		c.r.Counts.Reads[p]++
 	}
+	seqs := []uint64{ev.Seq}
 	bad := func(format string, args ...any) {
-		c.violate(RuleAccess, ev.Time, []uint64{ev.Seq}, "read of record %s: "+format, append([]any{ev.Record}, args...)...)
+		c.violate(RuleAccess, ev.Time, seqs, "read of record %s: "+format, append([]any{ev.Record}, args...)...)
 	}
 	rec := c.records[ev.Record]
 	if rec == nil {
 		bad("no such record was kept then")
 		return
 	}
+	seqs = []uint64{rec.saved, ev.Seq}
 	if len(ev.Purposes) != 1 {
 		bad("names %d purposes, want exactly one", len(ev.Purposes))
 		return
@@ -824,10 +826,7 @@ func (c *checker) accessed(ev *store.Event) {
 		bad("the record is not tagged for %q", p)
 	case !ev.Time.Before(expires):
 		bad("its tag for %q expired at %s", p, stamp(expires))
-	default:
-		return
 	}
-	c.rules[RuleAccess].Violations[len(c.rules[RuleAccess].Violations)-1].Seqs = []uint64{rec.saved, ev.Seq}
 }
 
 // evidenceExpired accounts for evidence deleted at the end of its

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -224,6 +225,23 @@ func TestRule1(t *testing.T) {
 			wantViolation(t, wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleConsent), seq, tc.want)
 		})
 	}
+	t.Run("the issuer key the box trusted is not in the bundle", func(t *testing.T) {
+		b := audittest.NewBox(t)
+		b.Start()
+		v := b.Visit()
+		b.Stop()
+		dir := b.WriteBundle()
+		rewrite(t, dir, audit.FileTrust, func(data []byte) []byte {
+			var trust audit.Trust
+			if err := json.Unmarshal(data, &trust); err != nil {
+				t.Fatal(err)
+			}
+			trust.Issuers[audittest.IssuerKID] = trust.Operators[audittest.OperatorKID]
+			out, _ := json.Marshal(trust)
+			return out
+		})
+		wantViolation(t, wantOnly(t, mustCheck(t, dir), audit.RuleConsent), v.Seq, `the box trusted kid "kiosk-1" with key sha256:`)
+	})
 	t.Run("evidence missing from the bundle", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Start()
