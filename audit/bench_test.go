@@ -22,7 +22,7 @@ const benchYearVersion = 1
 // minute after events (none while idle). A day is one transaction, for
 // speed; the log is what the agent writes.
 func yearOfVisits(tb testing.TB, dir string) {
-	b := audittest.NewBoxAt(tb, filepath.Join(tb.(interface{ TempDir() string }).TempDir(), "consentcam.db"))
+	b := audittest.NewBox(tb)
 	b.Start()
 	for range 365 {
 		b.Batch(func() {

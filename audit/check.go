@@ -295,7 +295,7 @@ func (c *checker) event(ev *store.Event) error {
 
 // started begins a run: its settings, its trusted keys, an empty queue.
 func (c *checker) started(ev *store.Event) error {
-	s, err := startedSettings(ev)
+	s, err := StartedSettings(ev)
 	if err != nil {
 		return logError(ev, "agent.started: settings: %v", err)
 	}

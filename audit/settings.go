@@ -67,9 +67,9 @@ func SettingsDetail(s *Settings) map[string]any {
 var settingsKeys = []string{"purposes", "checkpoint_interval", "sweep_interval", "clock_skew",
 	"evidence_retention", "issuers", "operators"}
 
-// startedSettings reads the settings in an agent.started detail: nil when
+// StartedSettings reads the settings in an agent.started detail: nil when
 // it carries none (an agent older than the contract that added them).
-func startedSettings(ev *store.Event) (*Settings, error) {
+func StartedSettings(ev *store.Event) (*Settings, error) {
 	m := map[string]any{}
 	for _, k := range settingsKeys {
 		if v, ok := ev.Detail[k]; ok {
