@@ -62,7 +62,9 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	case errors.As(err, &berr):
 		return nil, err
 	case errors.As(err, &lerr):
-		r.Integrity = fmt.Errorf("%s does not verify: %w", FileLog, err)
+		// What the replay found so far means nothing.
+		r.Integrity = fmt.Errorf("%s does not verify against %s and %s: %w", FileLog, FileDevice, FileCheckpoint, err)
+		r.Rules, r.Runs, r.Counts = nil, nil, newCounts()
 		return r, nil
 	case err != nil:
 		return nil, &BundleError{File: FileLog, Err: err}

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/audit/audittest"
 	"github.com/consentcam/consentcam/consent"
 )
@@ -57,6 +62,32 @@ func TestAuditCheck(t *testing.T) {
 	}
 	os.Remove(filepath.Join(broken, "evidence.jsonl"))
 
+	// A log changed, and its digest in the manifest with it: it no longer
+	// verifies.
+	tampered := filepath.Join(t.TempDir(), "tampered")
+	if err := os.CopyFS(tampered, os.DirFS(lawful)); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(tampered, audit.FileLog)
+	log, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log = bytes.Replace(log, []byte(`"reason":"visitor withdrew"`), []byte(`"reason":"visitor withdrew!"`), 1)
+	if err := os.WriteFile(logPath, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifestPath := filepath.Join(tampered, audit.FileManifest)
+	var m audit.Manifest
+	if data, err := os.ReadFile(manifestPath); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	sum := sha256.Sum256(log)
+	m.Files[audit.FileLog] = audit.FileDigest{Size: int64(len(log)), SHA256: hex.EncodeToString(sum[:])}
+	if data, err := json.Marshal(m); err != nil || os.WriteFile(manifestPath, data, 0o644) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+
 	report := filepath.Join(t.TempDir(), "report.html")
 	other := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	for _, tc := range []struct {
@@ -74,6 +105,8 @@ func TestAuditCheck(t *testing.T) {
 		{"a minor without a guardian", []string{minor, "--report", report}, 1,
 			[]string{"rule 3  FAIL", "accepted without a guardian", "FAIL: rules 3 broken"}, "rules 3 broken", true},
 		{"a bundle without evidence", []string{broken}, 1, nil, "evidence.jsonl: missing", false},
+		{"a log that does not verify", []string{tampered, "--report", report}, 1,
+			[]string{"log     FAIL", "root mismatch", "\nFAIL\n"}, "audit.jsonl does not verify", true},
 		{"another device key", []string{lawful, "--pubkey", writePub(t, other.Public().(ed25519.PublicKey))}, 1, nil, "not the device key given", false},
 		{"no bundle", []string{}, 2, nil, "name the bundle directory", false},
 		{"two bundles", []string{lawful, minor}, 2, nil, "unexpected argument", false},
