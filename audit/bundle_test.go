@@ -166,7 +166,7 @@ func TestBadBundles(t *testing.T) {
 			rewrite(t, dir, audit.FileEvidence, func(data []byte) []byte {
 				return append([]byte(`{"seq":0,"kind":"consent","jti":"x","token":"a.b.c","expires":"2030-01-01T00:00:00Z"}`+"\n"), data...)
 			})
-		}, audit.FileEvidence, "a agent.started event"},
+		}, audit.FileEvidence, "seq 0 (agent.started), an event that references none"},
 		{"evidence beyond the log", func(t *testing.T, dir string) {
 			rewrite(t, dir, audit.FileEvidence, func(data []byte) []byte {
 				return append(data, `{"seq":100000,"kind":"consent","jti":"x","token":"a.b.c","expires":"2030-01-01T00:00:00Z"}`+"\n"...)

@@ -12,7 +12,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/consentcam/consentcam/consent"
@@ -85,21 +84,18 @@ const replayBatch = 512
 
 // verifyAndReplay verifies the log and replays its events against the rules
 // at the same time, on two cores: the verifier checks the checkpoints'
-// signatures while the checker checks the tokens'. An error of the checker
-// stops both.
+// signatures while the checker checks the tokens'. The verification goes to
+// the end even when the checker fails, since a log that does not verify
+// explains whatever the checker found odd: its error comes first.
 func verifyAndReplay(log io.Reader, b *Bundle, c *checker) (*store.LogReport, error) {
 	batches := make(chan []*store.Event, 8)
 	checked := make(chan error, 1)
-	var failed atomic.Bool
 	go func() {
 		var err error
 		for batch := range batches {
 			for _, ev := range batch {
-				if err != nil {
-					break
-				}
-				if err = c.event(ev); err != nil {
-					failed.Store(true)
+				if err == nil {
+					err = c.event(ev)
 				}
 			}
 		}
@@ -107,9 +103,6 @@ func verifyAndReplay(log io.Reader, b *Bundle, c *checker) (*store.LogReport, er
 	}()
 	batch := make([]*store.Event, 0, replayBatch)
 	rep, err := store.VerifyLogEach(log, b.Checkpoint, b.Device, func(ev *store.Event) error {
-		if failed.Load() {
-			return errCheckerFailed
-		}
 		batch = append(batch, ev)
 		if len(batch) == replayBatch {
 			batches <- batch
@@ -121,13 +114,11 @@ func verifyAndReplay(log io.Reader, b *Bundle, c *checker) (*store.LogReport, er
 		batches <- batch
 	}
 	close(batches)
-	if cerr := <-checked; cerr != nil {
+	if cerr := <-checked; err == nil && cerr != nil {
 		return nil, cerr
 	}
 	return rep, err
 }
-
-var errCheckerFailed = errors.New("the rules cannot be checked")
 
 // checker replays the log, one event at a time, against the rules.
 type checker struct {
@@ -237,7 +228,7 @@ func (c *checker) event(ev *store.Event) error {
 	}
 	c.r.To = ev.Time
 	if e := c.b.Evidence[ev.Seq]; e != nil && ev.Type != store.EventConsentAccepted && ev.Type != store.EventConsentRevoked {
-		return &BundleError{File: FileEvidence, Err: fmt.Errorf("evidence %q is kept for seq %d, a %s event, which references no evidence", e.JTI, ev.Seq, ev.Type)}
+		return &BundleError{File: FileEvidence, Err: fmt.Errorf("evidence %q is kept for seq %d (%s), an event that references none", e.JTI, ev.Seq, ev.Type)}
 	}
 	if ev.Type == store.EventAgentStarted {
 		if err := c.started(ev); err != nil {
