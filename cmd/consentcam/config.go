@@ -36,6 +36,9 @@ type Config struct {
 	Kiosk     KioskConfig     `yaml:"kiosk"`
 	Consent   struct {
 		ClockSkew time.Duration `yaml:"clock_skew"`
+		// EvidenceRetention is how long consent tokens and revoke
+		// commands are kept as evidence (SPEC, "Evidence").
+		EvidenceRetention time.Duration `yaml:"evidence_retention"`
 	} `yaml:"consent"`
 	Retention struct {
 		SweepInterval time.Duration `yaml:"sweep_interval"`
@@ -171,6 +174,10 @@ func (e *ConfigError) Error() string {
 
 // DefaultConfig returns a configuration holding the defaults of docs/SPEC.md.
 // Site-dependent defaults (client id, topic prefix) are filled by Validate.
+// DefaultEvidenceRetention is consent.evidence_retention's default: 3 years
+// (PIPL art. 56, face-recognition measures art. 9).
+const DefaultEvidenceRetention = 3 * 365 * 24 * time.Hour
+
 func DefaultConfig() Config {
 	var c Config
 	c.StateDir = "/var/lib/consentcam"
@@ -188,6 +195,7 @@ func DefaultConfig() Config {
 	c.MQTT.URL = "tcp://127.0.0.1:1883"
 	c.HTTP.Listen = "127.0.0.1:8765"
 	c.Consent.ClockSkew = 30 * time.Second
+	c.Consent.EvidenceRetention = DefaultEvidenceRetention
 	c.Retention.SweepInterval = time.Minute
 	c.Audit.CheckpointInterval = time.Minute
 	c.Store.CompactInterval = 10 * time.Minute
@@ -465,6 +473,9 @@ func (c *Config) Validate() error {
 
 	if c.Consent.ClockSkew < 0 || c.Consent.ClockSkew > 5*time.Minute {
 		return bad("consent.clock_skew", "must be between 0s and 5m (got %v)", c.Consent.ClockSkew)
+	}
+	if c.Consent.EvidenceRetention <= 0 {
+		return bad("consent.evidence_retention", "must be positive (got %v; the law asks for at least 26280h, 3 years)", c.Consent.EvidenceRetention)
 	}
 	for _, f := range []struct {
 		name  string
