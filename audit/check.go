@@ -18,6 +18,11 @@ import (
 	"github.com/consentcam/consentcam/store"
 )
 
+// ActorVisitor is the actor of a consent.revoked that the visitor ordered
+// at the kiosk with the withdrawal code of their receipt: it references no
+// revoke command.
+const ActorVisitor = "visitor"
+
 // Options change how Check judges a bundle.
 type Options struct {
 	// Tolerance, when positive, replaces the manifest's.
@@ -770,6 +775,9 @@ func (c *checker) revoked(ev *store.Event) {
 		c.violate(RuleRevoke, ev.Time, []uint64{ev.Seq}, "revoke of %s: "+format, append([]any{what}, args...)...)
 	}
 	e := c.b.Evidence[ev.Seq]
+	if e == nil && ev.Actor == ActorVisitor {
+		return // the visitor withdrew at the kiosk, with the receipt's code: no command to keep
+	}
 	if e == nil {
 		c.missing[ev.Seq] = &missingEvidence{seq: ev.Seq, kind: store.EvidenceRevoke, time: ev.Time,
 			retention: time.Duration(c.settings.EvidenceRetention)}

@@ -381,6 +381,20 @@ func TestRule5(t *testing.T) {
 		b.Stop()
 		wantViolation(t, wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleRevoke), seq, "bad-signature")
 	})
+	t.Run("a visitor's withdrawal at the kiosk needs no command", func(t *testing.T) {
+		b := audittest.NewBox(t)
+		b.Start()
+		v := b.Visit()
+		b.Advance(time.Minute)
+		b.Withdraw(v.Subject)
+		b.Advance(time.Hour)
+		b.Stop()
+		r := mustCheck(t, b.WriteBundle())
+		wantPass(t, r)
+		if r.Counts.Erased["revoked: withdrawn by the visitor at the kiosk"] != 1 {
+			t.Errorf("erasures %v", r.Counts.Erased)
+		}
+	})
 	t.Run("records erased apart from the revoke", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Start()

@@ -596,6 +596,33 @@ func (b *Box) RevokeWith(r consent.Revoke, token string, erase func(tx *store.Tx
 	return revoked.Seq
 }
 
+// Withdraw carries out a visitor's withdrawal at the kiosk, as the agent
+// does: the subject's records erased and consent.revoked by the visitor, in
+// one transaction, with no command to keep; then a checkpoint.
+func (b *Box) Withdraw(subject string) uint64 {
+	b.TB.Helper()
+	b.n++
+	revoked := &store.Event{Type: store.EventConsentRevoked, Subject: subject, Reason: "withdrawn by the visitor at the kiosk",
+		Actor: audit.ActorVisitor}
+	b.Update(func(tx *store.Tx) error {
+		erased, err := tx.Erase(store.Selector{Subject: subject})
+		if err != nil {
+			return err
+		}
+		for _, rec := range erased {
+			err := tx.Append(&store.Event{Type: store.EventRecordErased, Record: rec.ID, Visit: rec.Visit, Subject: rec.Subject,
+				Purposes: []string{rec.Purposes[0].Purpose}, Reason: revoked.Reason, Actor: revoked.Actor})
+			if err != nil {
+				return err
+			}
+		}
+		revoked.Detail = map[string]any{"request": fmt.Sprintf("withdrawal-%d", b.n), "erased": len(erased)}
+		return tx.Append(revoked)
+	})
+	b.Checkpoint()
+	return revoked.Seq
+}
+
 // Contents returns what a bundle of the box holds now.
 func (b *Box) Contents() *audit.Contents {
 	b.TB.Helper()
