@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -255,7 +256,7 @@ func (c *checker) event(ev *store.Event) error {
 	case store.EventAgentStopped:
 		c.running = false
 	case store.EventNoticePublished:
-		c.notice = detailString(ev, "hash")
+		c.published(ev)
 	case store.EventConsentAccepted:
 		c.accepted(ev)
 	case store.EventConsentDeclined:
@@ -330,6 +331,23 @@ func (c *checker) useManifestSettings(ev *store.Event) error {
 	}
 	c.setSettings(c.b.Manifest.Settings)
 	return nil
+}
+
+// published takes the notice in force, and checks that the box keeps no
+// record longer than it announces (rule 4).
+func (c *checker) published(ev *store.Event) {
+	c.notice = detailString(ev, "hash")
+	n := c.b.Notices[c.notice]
+	if n == nil {
+		return // rule 1 says so for each consent that names it
+	}
+	for _, p := range slices.Sorted(maps.Keys(c.settings.Purposes)) {
+		kept := time.Duration(c.settings.Purposes[p])
+		if announced, ok := n.Purposes[p]; ok && kept > announced {
+			c.violate(RuleRetention, ev.Time, []uint64{ev.Seq}, "the notice in force announces that %s records are kept %v; the box keeps them %v",
+				p, announced, kept)
+		}
+	}
 }
 
 // setSettings makes s the settings of the current run and builds the

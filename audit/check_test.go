@@ -332,6 +332,19 @@ func TestRule4(t *testing.T) {
 		b.Stop()
 		wantViolation(t, wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleRetention), v.Seq+2, "its retention ended at")
 	})
+	t.Run("a retention longer than the notice announces", func(t *testing.T) {
+		b := audittest.NewBox(t)
+		b.Notice.Purposes = []consent.Purpose{
+			consent.NewPurpose(channel, "Tell which sales channel brought you", 720*time.Hour),
+			consent.NewPurpose(security, "Keep the entrance safe", 24*time.Hour),
+		}
+		b.Settings.Purposes[channel] = audit.Duration(1440 * time.Hour)
+		b.Start()
+		b.Visit()
+		b.Advance(time.Hour)
+		b.Stop()
+		wantViolation(t, wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleRetention), 1, "announces that channel-attribution records are kept 720h0m0s; the box keeps them 1440h0m0s")
+	})
 	t.Run("a record due while the box is off goes at the next start", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Start()

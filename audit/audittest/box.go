@@ -13,7 +13,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -181,14 +183,21 @@ func (b *Box) Append(evs ...*store.Event) {
 	})
 }
 
-// Start logs agent.started with the settings, publishes the notice, sweeps
-// and makes a checkpoint, as the agent does when it starts.
+// Start logs agent.started with the settings, publishes the notice (whose
+// purposes, when it has none, are those of the settings), sweeps and makes
+// a checkpoint, as the agent does when it starts.
 func (b *Box) Start() {
 	b.TB.Helper()
 	detail := map[string]any{"version": "test", "detector": "yunet"}
 	if !b.Unsigned {
 		for k, v := range audit.SettingsDetail(&b.Settings) {
 			detail[k] = v
+		}
+	}
+	if len(b.Notice.Purposes) == 0 {
+		// The notice announces the retention the settings keep.
+		for _, p := range slices.Sorted(maps.Keys(b.Settings.Purposes)) {
+			b.Notice.Purposes = append(b.Notice.Purposes, consent.NewPurpose(p, "the purpose "+p, time.Duration(b.Settings.Purposes[p])))
 		}
 	}
 	notice := b.Notice.JSON()
