@@ -14,7 +14,7 @@ import (
 
 // benchYearVersion names the cached year's bundle; bump it when the bundle
 // format, the events or yearOfVisits change.
-const benchYearVersion = 1
+const benchYearVersion = 2
 
 // yearOfVisits runs a box for a year: 96 visits a day (one every 15
 // minutes), each consent.accepted, window.opened, capture.saved and
