@@ -504,8 +504,10 @@ func (c *checker) accepted(ev *store.Event) {
 		return
 	}
 	switch {
+	case cl.JTI != e.JTI:
+		bad("the evidence token's jti is %q, not %q", cl.JTI, e.JTI)
 	case cl.Visit != ev.Visit || cl.Subject != ev.Subject:
-		bad("the evidence token is of visit %s, subject %s; the event says subject %s", cl.Visit, cl.Subject, ev.Subject)
+		bad("the evidence token is of visit %s, subject %s; the event says visit %s, subject %s", cl.Visit, cl.Subject, ev.Visit, ev.Subject)
 	case !slices.Equal(cl.Purposes, ev.Purposes):
 		bad("the evidence token agrees to %v, the event says %v", cl.Purposes, ev.Purposes)
 	case cl.KeyID != ev.Actor:
@@ -813,6 +815,8 @@ func (c *checker) revoked(ev *store.Event) {
 	switch {
 	case err != nil:
 		bad("the revoke command is refused: %s", c.refusal(err))
+	case cmd.JTI != e.JTI:
+		bad("the revoke command's jti is %q, not %q", cmd.JTI, e.JTI)
 	case cmd.Subject != ev.Subject || cmd.Visit != ev.Visit:
 		bad("the revoke command names subject %q, visit %q", cmd.Subject, cmd.Visit)
 	case cmd.KeyID != ev.Actor:

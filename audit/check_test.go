@@ -192,6 +192,15 @@ func TestRule1(t *testing.T) {
 			b.Save(v)
 			return v.Seq
 		}, "bad-signature"},
+		{"the evidence token has another jti", func(b *audittest.Box) uint64 {
+			c := b.NewConsent()
+			other := c
+			other.JTI = "jti-other"
+			v := b.AcceptToken(c, b.Sign(other))
+			b.Open(v)
+			b.Save(v)
+			return v.Seq
+		}, `the evidence token's jti is "jti-other"`},
 		{"the evidence is another visit's token", func(b *audittest.Box) uint64 {
 			c, other := b.NewConsent(), b.NewConsent()
 			other.JTI = c.JTI
