@@ -49,6 +49,8 @@ const (
 	// EventAccessRefused: an image read refused because the record is not
 	// (or no longer) tagged with the purpose named.
 	EventAccessRefused = "access.refused"
+	// EventEvidenceExpired: consent or revoke evidence deleted after consent.evidence_retention.
+	EventEvidenceExpired = "evidence.expired"
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -59,7 +61,7 @@ var eventTypes = []string{
 	EventRecordAccessed, EventRecordExpired, EventRecordErased,
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
-	EventWitnessFailed, EventWitnessRecovered, EventAccessRefused,
+	EventWitnessFailed, EventWitnessRecovered, EventAccessRefused, EventEvidenceExpired,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the

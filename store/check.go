@@ -13,7 +13,8 @@ import (
 // Merkle nodes are those its leaves hash to; the outbox and counters agree
 // with what they count; every record decodes, has its image (which decrypts
 // under its subject's key) and exactly its index entries; no data key
-// outlives its subject's records; spent token ids and their index agree. It
+// outlives its subject's records; spent token ids and their index agree;
+// the evidence indexes agree and each piece is referenced by its event. It
 // reads the whole file: for tests and inspections, not for the daemon's hot
 // path.
 func (db *DB) Check() error {
@@ -27,6 +28,7 @@ func (db *DB) Check() error {
 		errs = append(errs, tx.checkLog()...)
 		errs = append(errs, tx.checkRecords()...)
 		errs = append(errs, tx.checkSpent()...)
+		errs = append(errs, tx.checkEvidence()...)
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("check %s: %w", tx.db.path, err)
 		}

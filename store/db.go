@@ -51,10 +51,11 @@ var (
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
 	bucketAwaiting  = []byte("awaiting")  // seq of consent.accepted → Awaiting JSON
 	bucketReceipts  = []byte("receipts")  // revoke jti → signed receipt, while the jti is spent
+	bucketEvidence  = []byte("evidence")  // nested buckets of evidence.go
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketImages, bucketKeys,
 		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
-		bucketOutbox, bucketSpent, bucketSpentExp, bucketAwaiting, bucketReceipts}
+		bucketOutbox, bucketSpent, bucketSpentExp, bucketAwaiting, bucketReceipts, bucketEvidence}
 )
 
 // Keys of the meta bucket.

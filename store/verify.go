@@ -82,6 +82,15 @@ const maxLine = 1 << 20
 // the log must have at least that many. Every failure of the log or the
 // checkpoint is a *LogError; other errors are of the reader or of pub.
 func VerifyLog(events io.Reader, checkpoint []byte, pub ed25519.PublicKey) (*LogReport, error) {
+	return VerifyLogEach(events, checkpoint, pub, nil)
+}
+
+// VerifyLogEach is VerifyLog that also hands each event, once its line has
+// passed the checks that line alone allows, to fn (when not nil), in seq
+// order, so that a caller can check more without decoding the log again. The
+// events are proven only when VerifyLogEach returns no error. An error of fn
+// stops the verification and is returned as it is.
+func VerifyLogEach(events io.Reader, checkpoint []byte, pub ed25519.PublicKey, fn func(*Event) error) (*LogReport, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("verify log: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
@@ -102,8 +111,14 @@ func VerifyLog(events io.Reader, checkpoint []byte, pub ed25519.PublicKey) (*Log
 	line := 0
 	for sc.Scan() {
 		line++
-		if err := v.add(line, sc.Bytes()); err != nil {
+		ev, err := v.add(line, sc.Bytes())
+		if err != nil {
 			return nil, err
+		}
+		if fn != nil {
+			if err := fn(ev); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -127,37 +142,37 @@ func (v *logVerifier) errorf(line int, kind error, format string, args ...any) *
 	return &LogError{Line: line, Seq: v.tree.End(), Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// add verifies the event on a line and appends it to the tree.
-func (v *logVerifier) add(line int, b []byte) error {
+// add verifies the event on a line, appends it to the tree and returns it.
+func (v *logVerifier) add(line int, b []byte) (*Event, error) {
 	b = bytes.TrimSuffix(b, []byte("\r"))
 	seq := v.tree.End()
 	ev, err := parseEvent(b)
 	if err != nil {
-		return v.errorf(line, ErrLogMalformed, "%v", err)
+		return nil, v.errorf(line, ErrLogMalformed, "%v", err)
 	}
 	switch {
 	case ev.Seq < seq:
-		return v.errorf(line, ErrLogSequence, "seq %d where %d was expected: repeated or out of order", ev.Seq, seq)
+		return nil, v.errorf(line, ErrLogSequence, "seq %d where %d was expected: repeated or out of order", ev.Seq, seq)
 	case ev.Seq > seq:
-		return v.errorf(line, ErrLogSequence, "seq %d where %d was expected: %d missing", ev.Seq, seq, ev.Seq-seq)
+		return nil, v.errorf(line, ErrLogSequence, "seq %d where %d was expected: %d missing", ev.Seq, seq, ev.Seq-seq)
 	}
 	if v.first == nil {
 		v.first = ev
 		if v.given != nil && v.given.origin != v.origin() {
-			return &LogError{Kind: ErrLogCheckpoint, Msg: fmt.Sprintf("origin %q, but the log is of %q", v.given.origin, v.origin())}
+			return nil, &LogError{Kind: ErrLogCheckpoint, Msg: fmt.Sprintf("origin %q, but the log is of %q", v.given.origin, v.origin())}
 		}
 	} else if ev.Site != v.first.Site || ev.Camera != v.first.Camera {
-		return v.errorf(line, ErrLogMalformed, "site/camera %s/%s, but the log is of %s/%s", ev.Site, ev.Camera, v.first.Site, v.first.Camera)
+		return nil, v.errorf(line, ErrLogMalformed, "site/camera %s/%s, but the log is of %s/%s", ev.Site, ev.Camera, v.first.Site, v.first.Camera)
 	}
 	if ev.Type == EventCheckpoint {
 		if err := v.checkEmbedded(line, ev); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := v.tree.Append(hasher.HashLeaf(b), nil); err != nil {
-		return fmt.Errorf("verify log: %w", err)
+		return nil, fmt.Errorf("verify log: %w", err)
 	}
-	return v.checkGiven()
+	return ev, v.checkGiven()
 }
 
 func (v *logVerifier) origin() string { return Origin(v.first.Site, v.first.Camera) }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
 	"github.com/consentcam/consentcam/witness"
@@ -35,16 +37,21 @@ type AuditCommand struct {
 const auditUsage = `Usage:
 
 	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
+	consentcam audit pull --url URL --token-file F --bundle DIR
 	consentcam audit verify --pubkey FILE [--checkpoint FILE [--witness KEY ... [--quorum N]]] [FILE]
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
 
-pull prints the audit log of an agent as JSON Lines; verify checks one.
+pull prints the audit log of an agent as JSON Lines; verify checks one;
+check judges a bundle (log, evidence, notices, keys) against the rules of
+docs/AUDIT.md.
 `
 
-const auditPullUsage = `Print an agent's audit log as JSON Lines.
+const auditPullUsage = `Print an agent's audit log as JSON Lines, or write an audit bundle.
 
 Usage:
 
 	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
+	consentcam audit pull --url URL --token-file F --bundle DIR
 
 Arguments:
 
@@ -53,6 +60,9 @@ Arguments:
 	--after SEQ          print only the events after this seq
 	--checkpoint FILE    also save the agent's latest checkpoint to FILE, taken
 	                     before the events so that they cover it
+	--bundle DIR         write an audit bundle into the new directory DIR: the
+	                     whole log, its checkpoint, the evidence, the notices and
+	                     the keys, for audit check
 `
 
 const auditVerifyUsage = `Check an audit log (JSON Lines, standard input without FILE): seq without
@@ -76,22 +86,43 @@ Arguments:
 	                     (default: all)
 `
 
-// Run runs audit pull or audit verify.
+const auditCheckUsage = `Check an audit bundle offline: the log verifies (as audit verify checks it),
+then each rule of docs/AUDIT.md holds. Prints each rule's verdict with the
+seqs of the events that break it, and the counts of the period. Exits 0 only
+when the log verifies and every rule holds.
+
+Usage:
+
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
+
+Arguments:
+
+	BUNDLE               the bundle directory (docs/AUDIT.md, "The bundle")
+	--report FILE.html   also write the report as one HTML page to print
+	--pubkey FILE        the device public key you hold (PKIX PEM): the bundle's
+	                     must be the same
+	--tolerance D        slack on every deadline, such as 5s, instead of the
+	                     manifest's
+`
+
+// Run runs audit pull, audit verify or audit check.
 func (c *AuditCommand) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.Stderr, auditUsage)
-		return usagef("audit needs a subcommand: pull or verify")
+		return usagef("audit needs a subcommand: pull, verify or check")
 	}
 	switch args[0] {
 	case "pull":
 		return c.pull(ctx, args[1:])
 	case "verify":
 		return c.verify(args[1:])
+	case "check":
+		return c.check(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(c.Stderr, auditUsage)
 		return nil
 	default:
-		return usagef("unknown audit subcommand %q (pull or verify)", args[0])
+		return usagef("unknown audit subcommand %q (pull, verify or check)", args[0])
 	}
 }
 
@@ -104,6 +135,7 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 	tokenFile := fs.String("token-file", "", "")
 	after := fs.Int64("after", -1, "")
 	cpOut := fs.String("checkpoint", "", "")
+	bundle := fs.String("bundle", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -113,6 +145,9 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 	if *after < -1 {
 		return usagef("audit pull: --after must be a seq (0 or more)")
 	}
+	if *bundle != "" && (*after != -1 || *cpOut != "") {
+		return usagef("audit pull: --bundle takes the whole log and its checkpoint: no --after, no --checkpoint")
+	}
 	u, err := url.Parse(strings.TrimSuffix(*base, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usagef("--url must be http://host:port or https://host:port (got %q)", *base)
@@ -121,35 +156,15 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := c.Client
-	if client == nil {
-		client = &http.Client{Timeout: time.Minute}
+	cl := &auditClient{ctx: ctx, base: u.String(), token: token, http: c.Client}
+	if cl.http == nil {
+		cl.http = &http.Client{Timeout: time.Minute}
 	}
-	get := func(path string, q url.Values) ([]byte, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String()+path+"?"+q.Encode(), nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			var e struct{ Error string }
-			json.Unmarshal(body, &e)
-			return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, e.Error)
-		}
-		return body, nil
+	if *bundle != "" {
+		return c.pullBundle(cl, *bundle)
 	}
-
 	if *cpOut != "" {
-		cp, err := get("/v1/audit/checkpoint", nil)
+		cp, err := cl.get("/v1/audit/checkpoint", nil)
 		if err != nil {
 			return err
 		}
@@ -157,36 +172,188 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	next := *after
+	_, err = cl.pages("/v1/audit", *after, func(line []byte) error {
+		_, err := c.Stdout.Write(append(line, '\n'))
+		return err
+	})
+	return err
+}
+
+// auditClient asks an agent's auditor endpoints.
+type auditClient struct {
+	ctx   context.Context
+	base  string
+	token string
+	http  *http.Client
+}
+
+// get returns the body of a GET answered 200.
+func (cl *auditClient) get(path string, q url.Values) ([]byte, error) {
+	req, err := http.NewRequestWithContext(cl.ctx, http.MethodGet, cl.base+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.token)
+	resp, err := cl.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.Unmarshal(body, &e)
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, e.Error)
+	}
+	return body, nil
+}
+
+// pages reads a JSON Lines endpoint paged by seq (?after=SEQ&limit=N),
+// from after on, handing each line to fn; the lines' seqs must grow. It
+// returns the last seq read, or after.
+func (cl *auditClient) pages(path string, after int64, fn func(line []byte) error) (int64, error) {
+	next := after
 	for {
 		q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 		if next >= 0 {
 			q.Set("after", strconv.FormatInt(next, 10))
 		}
-		body, err := get("/v1/audit", q)
+		body, err := cl.get(path, q)
 		if err != nil {
-			return err
+			return next, err
 		}
-		lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
-		if len(body) == 0 {
-			lines = nil
+		var lines [][]byte
+		if len(body) > 0 {
+			lines = bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 		}
 		for _, line := range lines {
-			var ev struct {
+			var v struct {
 				Seq *int64 `json:"seq"`
 			}
-			if err := json.Unmarshal(line, &ev); err != nil || ev.Seq == nil || *ev.Seq != next+1 {
-				return fmt.Errorf("the agent sent an event out of order after seq %d", next)
+			if err := json.Unmarshal(line, &v); err != nil || v.Seq == nil || *v.Seq <= next {
+				return next, fmt.Errorf("%s: the agent sent a line out of order after seq %d", path, next)
 			}
-			next = *ev.Seq
-			if _, err := c.Stdout.Write(append(line, '\n')); err != nil {
-				return err
+			if path == "/v1/audit" && *v.Seq != next+1 {
+				return next, fmt.Errorf("the agent sent an event out of order after seq %d", next)
+			}
+			next = *v.Seq
+			if err := fn(line); err != nil {
+				return next, err
 			}
 		}
 		if len(lines) < pageSize {
-			return nil
+			return next, nil
 		}
 	}
+}
+
+// pullBundle writes an audit bundle (docs/SPEC.md, "Audit bundle"): the
+// checkpoint first, so that the log covers it, then the log, the evidence of
+// its events, the notices and the keys.
+func (c *AuditCommand) pullBundle(cl *auditClient, dir string) error {
+	cp, err := cl.get("/v1/audit/checkpoint", nil)
+	if err != nil {
+		return err
+	}
+	var log bytes.Buffer
+	var first, lastStarted *store.Event
+	last, err := cl.pages("/v1/audit", -1, func(line []byte) error {
+		log.Write(line)
+		log.WriteByte('\n')
+		var ev store.Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return fmt.Errorf("/v1/audit: %w", err)
+		}
+		if first == nil {
+			first = &ev
+		}
+		if ev.Type == store.EventAgentStarted {
+			lastStarted = &ev
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if first == nil {
+		return errors.New("the agent's audit log is empty")
+	}
+	var evidence []store.Evidence
+	if _, err := cl.pages("/v1/audit/evidence", -1, func(line []byte) error {
+		var e store.Evidence
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("/v1/audit/evidence: %w", err)
+		}
+		if int64(e.Seq) <= last { // newer than the log pulled: not part of it
+			evidence = append(evidence, e)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	body, err := cl.get("/v1/audit/notices", nil)
+	if err != nil {
+		return err
+	}
+	var notices [][]byte
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) > 0 {
+			notices = append(notices, line)
+		}
+	}
+	body, err = cl.get("/v1/audit/keys", nil)
+	if err != nil {
+		return err
+	}
+	var keys struct {
+		Device    string            `json:"device"`
+		Issuers   map[string]string `json:"issuers"`
+		Operators map[string]string `json:"operators"`
+	}
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return fmt.Errorf("/v1/audit/keys: %w", err)
+	}
+	contents := &audit.Contents{
+		Site: first.Site, Camera: first.Camera, Source: cl.base, Made: time.Now(), Tolerance: audit.DefaultTolerance,
+		Log: log.Bytes(), Checkpoint: cp, Evidence: evidence, Notices: notices,
+	}
+	if contents.Device, err = consent.ParsePublicKey([]byte(keys.Device)); err != nil {
+		return fmt.Errorf("/v1/audit/keys: device: %w", err)
+	}
+	if contents.Issuers, err = parsePEMs(keys.Issuers); err != nil {
+		return fmt.Errorf("/v1/audit/keys: issuers: %w", err)
+	}
+	if contents.Operators, err = parsePEMs(keys.Operators); err != nil {
+		return fmt.Errorf("/v1/audit/keys: operators: %w", err)
+	}
+	if lastStarted != nil {
+		// The settings the box signed last, stated for the reader.
+		if contents.Settings, err = audit.StartedSettings(lastStarted); err != nil {
+			return fmt.Errorf("agent.started at seq %d: %w", lastStarted.Seq, err)
+		}
+	}
+	m, err := audit.Write(dir, contents)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "%s: %d events (seq 0 to %d), %d pieces of evidence, %d notices, %d files\n",
+		dir, last+1, last, len(evidence), len(notices), len(m.Files)+1)
+	return nil
+}
+
+func parsePEMs(pems map[string]string) (map[string]ed25519.PublicKey, error) {
+	keys := make(map[string]ed25519.PublicKey, len(pems))
+	for kid, p := range pems {
+		k, err := consent.ParsePublicKey([]byte(p))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", kid, err)
+		}
+		keys[kid] = k
+	}
+	return keys, nil
 }
 
 func (c *AuditCommand) verify(args []string) error {
@@ -309,6 +476,71 @@ func sizes(s []uint64) string {
 	parts := make([]string, len(s))
 	for i, v := range s {
 		parts[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (c *AuditCommand) check(args []string) error {
+	fs := newFlagSet("audit check", auditCheckUsage, c.Stderr)
+	reportPath := fs.String("report", "", "")
+	pubPath := fs.String("pubkey", "", "")
+	tolerance := fs.Duration("tolerance", 0, "")
+	// The bundle may come before the flags, as the usage line writes it.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append(args[1:len(args):len(args)], args[0])
+	}
+	if err := parseFlagsArgs(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usagef("audit check: name the bundle directory")
+	}
+	if *tolerance < 0 {
+		return usagef("audit check: --tolerance must not be negative")
+	}
+	opt := audit.Options{Tolerance: *tolerance}
+	if *pubPath != "" {
+		pub, err := consent.ReadPublicKey(*pubPath)
+		if err != nil {
+			return fmt.Errorf("--pubkey: %w", err)
+		}
+		opt.Device = pub
+	}
+	dir := fs.Arg(0)
+	b, err := audit.Open(dir)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	rep, err := audit.Check(b, opt)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	if err := rep.WriteText(c.Stdout); err != nil {
+		return err
+	}
+	if *reportPath != "" {
+		var page bytes.Buffer
+		if err := rep.WriteHTML(&page); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*reportPath, page.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	switch {
+	case rep.Integrity != nil:
+		return fmt.Errorf("bundle %s: %w", dir, rep.Integrity)
+	case !rep.Passed():
+		return fmt.Errorf("bundle %s: rules %s broken", dir, joinRules(rep.Failed()))
+	}
+	return nil
+}
+
+func joinRules(n []int) string {
+	parts := make([]string, len(n))
+	for i, v := range n {
+		parts[i] = strconv.Itoa(v)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -41,6 +41,9 @@ type Config struct {
 	Kiosk     KioskConfig     `yaml:"kiosk"`
 	Consent   struct {
 		ClockSkew time.Duration `yaml:"clock_skew"`
+		// EvidenceRetention is how long consent tokens and revoke
+		// commands are kept as evidence (SPEC, "Evidence").
+		EvidenceRetention time.Duration `yaml:"evidence_retention"`
 	} `yaml:"consent"`
 	Retention struct {
 		SweepInterval time.Duration `yaml:"sweep_interval"`
@@ -193,6 +196,10 @@ func (e *ConfigError) Error() string {
 
 // DefaultConfig returns a configuration holding the defaults of docs/SPEC.md.
 // Site-dependent defaults (client id, topic prefix) are filled by Validate.
+// DefaultEvidenceRetention is consent.evidence_retention's default: 3 years
+// (PIPL art. 56, face-recognition measures art. 9).
+const DefaultEvidenceRetention = 3 * 365 * 24 * time.Hour
+
 func DefaultConfig() Config {
 	var c Config
 	c.StateDir = "/var/lib/consentcam"
@@ -213,6 +220,7 @@ func DefaultConfig() Config {
 	c.HTTP.Listen = httpapi.DefaultAddr
 	c.HTTP.RateLimit = RateLimitConfig(httpapi.DefaultRateLimit)
 	c.Consent.ClockSkew = consent.DefaultClockSkew
+	c.Consent.EvidenceRetention = DefaultEvidenceRetention
 	c.Retention.SweepInterval = agent.DefaultSweepInterval
 	c.Audit.CheckpointInterval = agent.DefaultCheckpointInterval
 	c.Store.CompactInterval = agent.DefaultCompactInterval
@@ -505,6 +513,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkWitnesses(c.Audit.Witnesses, c.Audit.WitnessQuorum); err != nil {
 		return err
+	}
+	if c.Consent.EvidenceRetention <= 0 {
+		return bad("consent.evidence_retention", "must be positive (got %v; the law asks for at least 26280h, 3 years)", c.Consent.EvidenceRetention)
 	}
 	for _, f := range []struct {
 		name  string

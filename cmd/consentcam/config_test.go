@@ -60,7 +60,7 @@ func TestParseConfig_Defaults(t *testing.T) {
 	if !c.Source.Realtime || c.Source.Loop || c.Source.URL != "/dev/video0" {
 		t.Errorf("source defaults = %+v", c.Source)
 	}
-	if c.Consent.ClockSkew != 30*time.Second || c.Retention.SweepInterval != time.Minute ||
+	if c.Consent.ClockSkew != 30*time.Second || c.Consent.EvidenceRetention != 26280*time.Hour || c.Retention.SweepInterval != time.Minute ||
 		c.Audit.CheckpointInterval != time.Minute || c.Store.CompactInterval != 10*time.Minute {
 		t.Errorf("interval defaults wrong: %+v %+v %+v %+v", c.Consent, c.Retention, c.Audit, c.Store)
 	}

@@ -86,6 +86,7 @@ func TestUsage(t *testing.T) {
 		{"run help", []string{"run", "-h"}, 0, "--config FILE"},
 		{"audit pull help", []string{"audit", "pull", "-h"}, 0, "--token-file F"},
 		{"audit verify help", []string{"audit", "verify", "--help"}, 0, "--pubkey FILE"},
+		{"audit check help", []string{"audit", "check", "-h"}, 0, "--report FILE.html"},
 
 		{"keys alone", []string{"keys"}, 2, "say gen"},
 		{"keys unknown", []string{"keys", "rotate"}, 2, `unknown command "rotate"`},
@@ -99,7 +100,7 @@ func TestUsage(t *testing.T) {
 		{"version unknown flag", []string{"version", "--short"}, 2, "flag provided but not defined: -short"},
 		{"run without config", []string{"run"}, 2, "--config is required"},
 		{"run unknown flag", []string{"run", "--nope"}, 2, "flag provided but not defined: -nope"},
-		{"audit alone", []string{"audit"}, 2, "pull or verify"},
+		{"audit alone", []string{"audit"}, 2, "pull, verify or check"},
 		{"audit pull unknown flag", []string{"audit", "pull", "--nope"}, 2, "flag provided but not defined: -nope"},
 		{"audit pull without token", []string{"audit", "pull", "--url", "http://127.0.0.1:1"}, 2, "--token-file is required"},
 		{"audit verify without key", []string{"audit", "verify"}, 2, "--pubkey is required"},

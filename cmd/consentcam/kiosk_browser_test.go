@@ -44,8 +44,15 @@ type tab struct {
 }
 
 // newTab starts Debian's chromium, headless with a fresh profile, and opens
-// a tab.
+// a tab on a box.
 func newTab(t *testing.T, b *box) *tab {
+	t.Helper()
+	return newBrowserTab(t, "http://"+b.httpAddr)
+}
+
+// newBrowserTab starts Debian's chromium, headless with a fresh profile, and
+// opens a tab whose pages are under url.
+func newBrowserTab(t *testing.T, url string) *tab {
 	t.Helper()
 	exe := testenv.Program(t, "chromium")
 	profile, err := os.MkdirTemp("", "consentcam-chromium-")
@@ -85,7 +92,7 @@ func newTab(t *testing.T, b *box) *tab {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(tabletWidth, tabletHeight)); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return &tab{t: t, ctx: ctx, url: "http://" + b.httpAddr}
+	return &tab{t: t, ctx: ctx, url: url}
 }
 
 // do runs actions, failing the test after a generous minute.

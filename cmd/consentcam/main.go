@@ -74,7 +74,7 @@ Commands:
 
 	run         run the daemon
 	demo        run the whole system on this machine, with no set-up
-	audit       pull an agent's audit log, or verify one
+	audit       pull an agent's audit log, verify one, or check a bundle
 	keys        write a new set of keys, or print a camera's checkpoint vkey
 	notice      print the notice visitors are shown, or its hash
 	probe       print the faces the camera sees, to aim it

@@ -25,6 +25,7 @@ var forbidden = map[string][]string{
 	"store":          {"agent", "capture", "consent", "witness"},
 	"witness":        {"agent", "capture", "consent", "store"},
 	"revoke":         {"agent", "capture", "cmd/consentcam"},
+	"audit":          {"agent", "capture", "cmd/consentcam", "revoke"},
 }
 
 func TestImportsPointDown(t *testing.T) {
