@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ const (
 	DefaultSweepInterval      = time.Minute
 	DefaultCheckpointInterval = time.Minute
 	DefaultCompactInterval    = 10 * time.Minute
+	// DefaultEvidenceRetention is three years: PIPL art. 56 and the 2025
+	// face-recognition measures art. 9.
+	DefaultEvidenceRetention = 3 * 365 * 24 * time.Hour
 )
 
 // Store is the persistent state the agent needs: *store.DB implements it.
@@ -65,8 +69,16 @@ type Agent struct {
 	Store    Store
 	Verifier Verifier
 
-	// NoticeHash is the hash of the notice in force, recorded at start.
+	// Notice is the notice in force (its JSON, with its hash) and NoticeHash
+	// its hash: recorded at start, the notice kept by its hash.
+	Notice     []byte
 	NoticeHash string
+	// Settings are added to the detail of agent.started: the settings an
+	// auditor's check needs (docs/SPEC.md, "Audit log"), made by cmd.
+	Settings map[string]any
+	// EvidenceRetention is how long the tokens and commands an event rests
+	// on are kept, as evidence.
+	EvidenceRetention time.Duration
 	// Purposes maps each configured purpose id to its retention.
 	Purposes map[string]time.Duration
 
@@ -141,6 +153,7 @@ func New() *Agent {
 		CheckpointInterval: DefaultCheckpointInterval,
 		CompactInterval:    DefaultCompactInterval,
 		RefusalInterval:    DefaultRefusalInterval,
+		EvidenceRetention:  DefaultEvidenceRetention,
 		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,
@@ -189,8 +202,10 @@ func (a *Agent) Open() error {
 		return errors.New("agent: no source or detector")
 	case a.Window <= 0 || a.DetectFPS <= 0 || a.BestOf < 1:
 		return errors.New("agent: window, detect_fps and best-of must be positive")
-	case a.SweepInterval <= 0 || a.CheckpointInterval <= 0 || a.CompactInterval <= 0 || a.RefusalInterval <= 0:
-		return errors.New("agent: the intervals must be positive")
+	case a.SweepInterval <= 0 || a.CheckpointInterval <= 0 || a.CompactInterval <= 0 || a.RefusalInterval <= 0 || a.EvidenceRetention <= 0:
+		return errors.New("agent: the intervals and the evidence retention must be positive")
+	case len(a.Notice) == 0 || a.NoticeHash == "":
+		return errors.New("agent: no notice")
 	case len(a.Purposes) == 0:
 		return errors.New("agent: no purposes")
 	case a.Registry == nil:
@@ -231,14 +246,18 @@ func (a *Agent) Open() error {
 // a crash left without outcome, sweeps what expired while the agent was
 // down, and signs a checkpoint.
 func (a *Agent) start() error {
-	err := a.append(&store.Event{
-		Type:   store.EventAgentStarted,
-		Actor:  actorAgent,
-		Detail: map[string]any{"version": a.Version, "detector": a.Detector.Name()},
-	}, &store.Event{
-		Type:   store.EventNoticePublished,
-		Actor:  actorAgent,
-		Detail: map[string]any{"hash": a.NoticeHash},
+	detail := maps.Clone(a.Settings)
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	detail["version"], detail["detector"] = a.Version, a.Detector.Name()
+	err := a.Store.Update(func(tx *store.Tx) error {
+		err := appendAll(tx, &store.Event{Type: store.EventAgentStarted, Actor: actorAgent, Detail: detail},
+			&store.Event{Type: store.EventNoticePublished, Actor: actorAgent, Detail: map[string]any{"hash": a.NoticeHash}})
+		if err != nil {
+			return err
+		}
+		return tx.PutNotice(a.NoticeHash, a.Notice)
 	})
 	if err != nil {
 		return fmt.Errorf("record agent.started: %w", err)

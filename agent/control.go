@@ -171,13 +171,17 @@ func consentEvent(typ string, c *consent.Consent) *store.Event {
 func (c *control) accept(cs *consent.Consent) (Accepted, error) {
 	a := c.a
 	accepted := consentEvent(store.EventConsentAccepted, cs)
-	accepted.Detail = map[string]any{"notice": cs.Notice, "expires": cs.Expires.UTC().Format(time.RFC3339)}
+	accepted.Detail = map[string]any{"notice": cs.Notice, "expires": cs.Expires.UTC().Format(time.RFC3339),
+		"jti": cs.JTI, "token_sha256": consent.TokenSHA256(cs.Token), "minor": cs.Minor, "guardian": cs.Guardian}
 	full := len(c.queue) >= MaxQueue
 	err := a.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Spend(cs.JTI, cs.Expires.Add(a.ClockSkew)); err != nil {
 			return err
 		}
 		if err := tx.Append(accepted); err != nil {
+			return err
+		}
+		if err := a.keepEvidence(tx, accepted, store.EvidenceConsent, cs.JTI, cs.Token); err != nil {
 			return err
 		}
 		if full {
@@ -520,8 +524,16 @@ func (c *control) revoke(r *consent.Revoke, quiet bool) (Receipt, error) {
 		}
 		erased = len(recs)
 		revoked.Detail = map[string]any{"request": r.JTI, "erased": erased}
+		if r.Token != "" {
+			revoked.Detail["token_sha256"] = consent.TokenSHA256(r.Token)
+		}
 		if err := tx.Append(revoked); err != nil {
 			return err
+		}
+		if r.Token != "" {
+			if err := a.keepEvidence(tx, revoked, store.EvidenceRevoke, r.JTI, r.Token); err != nil {
+				return err
+			}
 		}
 		note, err := a.appendCheckpoint(tx)
 		if err != nil {
@@ -573,6 +585,12 @@ func (a *Agent) replayedRevoke(r *consent.Revoke, spent error) (Receipt, error) 
 	return Receipt{Receipt: *rc, Signed: signed}, refusal
 }
 
+// keepEvidence keeps, in tx, the token an event rests on, for
+// EvidenceRetention after the event.
+func (a *Agent) keepEvidence(tx *store.Tx, ev *store.Event, kind, jti, token string) error {
+	return tx.PutEvidence(store.Evidence{Seq: ev.Seq, Kind: kind, JTI: jti, Token: token, Expires: ev.Time.Add(a.EvidenceRetention)})
+}
+
 // revokedWindow is the closing of a window a revoke closed: skipped and
 // closed as revoked, nothing saved.
 func revokedWindow(q queued) closing {
@@ -595,8 +613,12 @@ func tagPurposes(tags []store.Tag) []string {
 func (a *Agent) sweep() error {
 	deleted := false
 	err := a.Store.Update(func(tx *store.Tx) error {
-		res, err := tx.Sweep(a.Now())
+		now := a.Now()
+		res, err := tx.Sweep(now)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.SweepEvidence(now, actorAgent); err != nil {
 			return err
 		}
 		for _, x := range res.Expired {

@@ -3,7 +3,9 @@ package consent
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +66,10 @@ type Consent struct {
 	IssuedAt, NotBefore, Expires time.Time
 
 	Minor, Guardian bool
+
+	// Token is the compact token as verified (the whitespace around it the
+	// verifier ignores left out): the evidence kept of the consent.
+	Token string
 }
 
 // Revoke is what a verified revoke command says. Exactly one of Subject and
@@ -78,6 +84,10 @@ type Revoke struct {
 	Audience string
 
 	IssuedAt, Expires time.Time
+
+	// Token is the compact command as verified: the evidence kept of who
+	// ordered the erasure. Empty for a withdrawal at the kiosk.
+	Token string
 }
 
 // Verifier checks consent tokens and revoke commands for one camera.
@@ -118,7 +128,7 @@ func (v *Verifier) VerifyConsent(token []byte) (*Consent, error) {
 	if err := v.authenticate(j, TypConsent, v.Issuers, v.Operators); err != nil {
 		return nil, err
 	}
-	c.KeyID = j.kid
+	c.KeyID, c.Token = j.kid, j.compact
 	if err := v.checkConsent(c, aud); err != nil {
 		return c, err
 	}
@@ -139,7 +149,7 @@ func (v *Verifier) VerifyRevoke(token []byte) (*Revoke, error) {
 	if err := v.authenticate(j, TypRevoke, v.Operators, v.Issuers); err != nil {
 		return nil, err
 	}
-	r.KeyID = j.kid
+	r.KeyID, r.Token = j.kid, j.compact
 	if err := v.checkRevoke(r, aud, nbf); err != nil {
 		return r, err
 	}
@@ -252,6 +262,13 @@ func (v *Verifier) checkTimes(iat, nbf, exp time.Time) error {
 		return refuse(ReasonLifetimeTooLong, fmt.Errorf("valid for %v from iat to exp, at most %v", exp.Sub(iat), MaxLifetime))
 	}
 	return nil
+}
+
+// TokenSHA256 is the lowercase hex SHA-256 of a compact token: how audit
+// events name the evidence they rest on.
+func TokenSHA256(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }
 
 // NewReplayed is the refusal of a token whose id was already spent: the last

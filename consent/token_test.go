@@ -216,11 +216,13 @@ func TestVerifyConsent_Claims(t *testing.T) {
 		"guardian": true,
 		"extra":    "claims the contract does not name are ignored",
 	})
-	got, err := v.VerifyConsent(edToken(t, issuerKey, consentHeader, claims))
+	tok := edToken(t, issuerKey, consentHeader, claims)
+	got, err := v.VerifyConsent(append(append([]byte(" "), tok...), '\n'))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &consent.Consent{
+		Token:     string(tok), // without the whitespace around it
 		Issuer:    "kiosk.office-07",
 		KeyID:     "kiosk-1",
 		Subject:   "v-7f3a9c",
@@ -242,11 +244,13 @@ func TestVerifyConsent_Claims(t *testing.T) {
 
 func TestVerifyRevoke_Claims(t *testing.T) {
 	v := newVerifier()
-	got, err := v.VerifyRevoke(edToken(t, operatorKey, revokeHeader, with(revokeClaims(), map[string]any{"sub": absent, "visit": "visit-42"})))
+	tok := edToken(t, operatorKey, revokeHeader, with(revokeClaims(), map[string]any{"sub": absent, "visit": "visit-42"}))
+	got, err := v.VerifyRevoke(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &consent.Revoke{
+		Token:    string(tok),
 		Issuer:   "front-desk",
 		KeyID:    "ops-1",
 		JTI:      "req-1",
@@ -353,7 +357,7 @@ func TestSignConsent_RoundTrip(t *testing.T) {
 		t.Fatal("SignConsent left the jti empty")
 	}
 	want := in
-	want.KeyID, want.JTI = "kiosk-1", got.JTI
+	want.KeyID, want.JTI, want.Token = "kiosk-1", got.JTI, tok1
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("got  %+v\nwant %+v", *got, want)
 	}
@@ -390,7 +394,7 @@ func TestSignRevoke_RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := in
-	want.KeyID = "ops-1"
+	want.KeyID, want.Token = "ops-1", tok
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("got  %+v\nwant %+v", *got, want)
 	}

@@ -1,13 +1,16 @@
 package httpapi
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 
+	"github.com/consentcam/consentcam/consent"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
 
@@ -164,5 +167,99 @@ func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) error
 		FromRoot: base64.StdEncoding.EncodeToString(fromRoot),
 		ToRoot:   base64.StdEncoding.EncodeToString(toRoot),
 	})
+	return nil
+}
+
+// AuditKeys are the keys an auditor needs beside the log: the device's,
+// and those the box trusts to issue consents and to order erasures.
+type AuditKeys struct {
+	Device    ed25519.PublicKey
+	Issuers   map[string]ed25519.PublicKey // kid → key
+	Operators map[string]ed25519.PublicKey
+}
+
+// handleEvidence serves the evidence of the events after SEQ (JSON Lines,
+// in seq order), or the one kept for a jti.
+func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Has("jti") {
+		e, err := s.Log.EvidenceByJTI(q.Get("jti"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, e)
+		return nil
+	}
+	from := uint64(0)
+	if q.Has("after") {
+		after, err := uintParam(r, "after", 0)
+		if err != nil {
+			return err
+		}
+		if after == math.MaxUint64 {
+			return badRequest("after must be below %d", uint64(math.MaxUint64))
+		}
+		from = after + 1
+	}
+	limit, err := uintParam(r, "limit", defaultAuditLimit)
+	if err != nil || limit == 0 || limit > maxAuditLimit {
+		return badRequest("limit must be 1 to %d", maxAuditLimit)
+	}
+	evidence, err := s.Log.Evidence(from, int(limit))
+	if err != nil {
+		return fmt.Errorf("read evidence: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	enc := json.NewEncoder(w)
+	for _, e := range evidence {
+		enc.Encode(e)
+	}
+	return nil
+}
+
+// handleNotices serves every notice the box published (JSON Lines).
+func (s *Server) handleNotices(w http.ResponseWriter, r *http.Request) error {
+	notices, err := s.Log.Notices()
+	if err != nil {
+		return fmt.Errorf("read notices: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	for _, n := range notices {
+		w.Write(n)
+		w.Write([]byte{'\n'})
+	}
+	return nil
+}
+
+// handleKeys serves the keys of AuditKeys as PKIX PEM.
+func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request) error {
+	pemOf := func(k ed25519.PublicKey) (string, error) {
+		b, err := consent.MarshalPublicKey(k)
+		return string(b), err
+	}
+	pems := func(keys map[string]ed25519.PublicKey) (map[string]string, error) {
+		out := map[string]string{}
+		for kid, k := range keys {
+			p, err := pemOf(k)
+			if err != nil {
+				return nil, fmt.Errorf("key %s: %w", kid, err)
+			}
+			out[kid] = p
+		}
+		return out, nil
+	}
+	device, err := pemOf(s.Keys.Device)
+	if err != nil {
+		return fmt.Errorf("device key: %w", err)
+	}
+	issuers, err := pems(s.Keys.Issuers)
+	if err != nil {
+		return err
+	}
+	operators, err := pems(s.Keys.Operators)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"device": device, "issuers": issuers, "operators": operators})
 	return nil
 }

@@ -43,6 +43,9 @@ type AuditLog interface {
 	ConsistencyProof(from, to uint64) ([][]byte, error)
 	LatestCheckpoint() ([]byte, error)
 	PendingCount() (int, error)
+	Evidence(from uint64, limit int) ([]store.Evidence, error)
+	EvidenceByJTI(jti string) (store.Evidence, error)
+	Notices() ([][]byte, error)
 }
 
 // BearerToken grants a role to whoever presents Secret.
@@ -80,6 +83,8 @@ type Server struct {
 	Log  AuditLog
 	// Notice is the notice in force, served at /v1/notice.
 	Notice consent.Notice
+	// Keys are served to the auditor at /v1/audit/keys.
+	Keys AuditKeys
 	// Metrics is served at /metrics.
 	Metrics prometheus.Gatherer
 	// Connected reports whether the MQTT session is up, for /healthz.
@@ -210,6 +215,9 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /v1/audit/checkpoint", s.require(s.handleCheckpoint, RoleAuditor))
 	mux.Handle("GET /v1/audit/proof/inclusion", s.require(s.handleInclusion, RoleAuditor))
 	mux.Handle("GET /v1/audit/proof/consistency", s.require(s.handleConsistency, RoleAuditor))
+	mux.Handle("GET /v1/audit/evidence", s.require(s.handleEvidence, RoleAuditor))
+	mux.Handle("GET /v1/audit/notices", s.require(s.handleNotices, RoleAuditor))
+	mux.Handle("GET /v1/audit/keys", s.require(s.handleKeys, RoleAuditor))
 
 	mux.Handle("GET /v1/records", s.require(s.handleRecords, RoleOperator))
 	mux.Handle("GET /v1/records/{id}/image", s.require(s.limited(s.handleImage), RoleOperator))

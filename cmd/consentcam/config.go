@@ -196,9 +196,6 @@ func (e *ConfigError) Error() string {
 
 // DefaultConfig returns a configuration holding the defaults of docs/SPEC.md.
 // Site-dependent defaults (client id, topic prefix) are filled by Validate.
-// DefaultEvidenceRetention is consent.evidence_retention's default: 3 years
-// (PIPL art. 56, face-recognition measures art. 9).
-const DefaultEvidenceRetention = 3 * 365 * 24 * time.Hour
 
 func DefaultConfig() Config {
 	var c Config
@@ -220,7 +217,7 @@ func DefaultConfig() Config {
 	c.HTTP.Listen = httpapi.DefaultAddr
 	c.HTTP.RateLimit = RateLimitConfig(httpapi.DefaultRateLimit)
 	c.Consent.ClockSkew = consent.DefaultClockSkew
-	c.Consent.EvidenceRetention = DefaultEvidenceRetention
+	c.Consent.EvidenceRetention = agent.DefaultEvidenceRetention
 	c.Retention.SweepInterval = agent.DefaultSweepInterval
 	c.Audit.CheckpointInterval = agent.DefaultCheckpointInterval
 	c.Store.CompactInterval = agent.DefaultCompactInterval

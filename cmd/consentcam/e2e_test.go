@@ -78,6 +78,7 @@ type boxConfig struct {
 	camera    string             // the camera (default e2eCamera)
 	broker    *testenv.Mosquitto // a broker shared with other boxes (default: one of its own)
 	siteKeys  string             // a keys directory whose issuer and operator keys this box uses too, as the cameras of one site do
+	sweep     time.Duration      // retention.sweep_interval (default 300ms)
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -143,6 +144,9 @@ func newBox(t testing.TB, bc boxConfig) *box {
 	if bc.detectFPS == 0 {
 		bc.detectFPS = 10
 	}
+	if bc.sweep == 0 {
+		bc.sweep = 300 * time.Millisecond
+	}
 	cfg := fmt.Sprintf(`site: %s
 camera: %s
 state_dir: %s
@@ -160,11 +164,11 @@ http:
   listen: %s
   tokens:
 %s
-retention: {sweep_interval: 300ms}
+retention: {sweep_interval: %s}
 audit: {checkpoint_interval: 2s}
 store: {compact_interval: 1s}
 `, e2eSite, b.camera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
-		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"))
+		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"), bc.sweep)
 	if bc.kiosk {
 		cfg += fmt.Sprintf("kiosk: {issuer: kiosk-1, key: %s/issuer.key}\n", b.keys)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/agent/mqttbus"
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/capture"
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
@@ -176,7 +177,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		NoticeHash: notice.Hash(),
 		ClockSkew:  cfg.Consent.ClockSkew,
 	}
-	a.NoticeHash = notice.Hash()
+	a.Notice, a.NoticeHash = notice.JSON(), notice.Hash()
 	a.Purposes = purposes
 	a.DeviceKey = deviceKey
 	src := cfg.SourceOptions()
@@ -185,6 +186,8 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.Rules = cfg.Rules()
 	a.Window, a.DetectFPS = cfg.Capture.Window, cfg.Capture.DetectFPS
 	a.ClockSkew = cfg.Consent.ClockSkew
+	a.EvidenceRetention = cfg.Consent.EvidenceRetention
+	a.Settings = audit.SettingsDetail(settings(cfg, issuers, operators))
 	a.SweepInterval = cfg.Retention.SweepInterval
 	a.CheckpointInterval = cfg.Audit.CheckpointInterval
 	a.CompactInterval = cfg.Store.CompactInterval
@@ -203,6 +206,7 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	srv.Hosts, srv.RateLimit = cfg.HTTP.Hosts, httpapi.RateLimit(cfg.HTTP.RateLimit)
 	srv.Core, srv.Log = a, db
 	srv.Notice = notice
+	srv.Keys = httpapi.AuditKeys{Device: deviceKey.Public().(ed25519.PublicKey), Issuers: issuers, Operators: operators}
 	srv.Metrics = a.Registry
 	srv.Connected = bus.Connected
 	if kiosk != nil {
@@ -259,6 +263,30 @@ func (d *Daemon) stop(ctx context.Context) error {
 
 func (d *Daemon) close() error {
 	return errors.Join(d.Detector.Close(), d.DB.Close())
+}
+
+// settings are the settings an auditor's check needs, as agent.started
+// states them (docs/SPEC.md, "Audit log").
+func settings(cfg Config, issuers, operators map[string]ed25519.PublicKey) *audit.Settings {
+	s := &audit.Settings{
+		Purposes:           map[string]audit.Duration{},
+		CheckpointInterval: audit.Duration(cfg.Audit.CheckpointInterval),
+		SweepInterval:      audit.Duration(cfg.Retention.SweepInterval),
+		ClockSkew:          audit.Duration(cfg.Consent.ClockSkew),
+		EvidenceRetention:  audit.Duration(cfg.Consent.EvidenceRetention),
+		Issuers:            map[string]string{},
+		Operators:          map[string]string{},
+	}
+	for _, p := range cfg.Purposes {
+		s.Purposes[p.ID] = audit.Duration(p.Retention)
+	}
+	for kid, k := range issuers {
+		s.Issuers[kid] = audit.KeyFingerprint(k)
+	}
+	for kid, k := range operators {
+		s.Operators[kid] = audit.KeyFingerprint(k)
+	}
+	return s
 }
 
 func readKeyRefs(field string, refs []KeyRef) (map[string]ed25519.PublicKey, error) {

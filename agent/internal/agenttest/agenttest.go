@@ -290,7 +290,7 @@ func (r *Rig) Start() {
 		ClockSkew:  30 * time.Second,
 		Now:        r.Now,
 	}
-	a.NoticeHash = r.Notice.Hash()
+	a.Notice, a.NoticeHash = r.Notice.JSON(), r.Notice.Hash()
 	a.Purposes = map[string]time.Duration{"channel-attribution": 720 * time.Hour, "entry-security": r.Retention}
 	a.DeviceKey = r.Device.Priv
 	a.OpenSource = r.Cam.Open
@@ -315,6 +315,9 @@ func (r *Rig) Start() {
 		srv.Tokens = append(srv.Tokens, httpapi.BearerToken{Role: role, Secret: secret})
 	}
 	srv.Core, srv.Log, srv.Notice = a, r.DB, r.Notice
+	srv.Keys = httpapi.AuditKeys{Device: r.Device.Pub,
+		Issuers:   map[string]ed25519.PublicKey{r.Issuer.KID: r.Issuer.Pub},
+		Operators: map[string]ed25519.PublicKey{r.Operator.KID: r.Operator.Pub}}
 	srv.Metrics, srv.Connected = a.Registry, bus.Connected
 	srv.Now, srv.Logger = r.Now, logger
 
