@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,10 @@ import (
 
 const prefix = "consentcam/v1/office-07/entrance-1"
 
-var roles = []string{"consentcam", "kiosk", "operator", "auditor"}
+// agentUser is the box's broker user: its client id too.
+const agentUser = "consentcam-office-07-entrance-1"
+
+var roles = []string{agentUser, "kiosk", "operator", "auditor"}
 
 // startBroker runs Mosquitto with deploy/mosquitto.conf and
 // deploy/consentcam.acl as shipped, but for the listener's port and the
@@ -79,9 +83,20 @@ type client struct {
 
 func connect(t *testing.T, b *testenv.Mosquitto, user, password string) (*client, error) {
 	t.Helper()
+	return connectAs(t, b, "test-"+user, user, password, nil)
+}
+
+// connectAs connects with a client id of its choosing; lost, when not nil,
+// is closed if the broker drops the connection.
+func connectAs(t *testing.T, b *testenv.Mosquitto, id, user, password string, lost chan struct{}) (*client, error) {
+	t.Helper()
 	c := &client{got: map[string][]string{}}
-	c.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-" + user).
-		SetUsername(user).SetPassword(password).SetConnectRetry(false).SetAutoReconnect(false))
+	opts := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(id).SetCleanSession(false).
+		SetUsername(user).SetPassword(password).SetConnectRetry(false).SetAutoReconnect(false)
+	if lost != nil {
+		opts.SetConnectionLostHandler(func(mqtt.Client, error) { close(lost) })
+	}
+	c.c = mqtt.NewClient(opts)
 	tok := c.c.Connect()
 	if !tok.WaitTimeout(10 * time.Second) {
 		t.Fatal("connect timed out")
@@ -137,8 +152,8 @@ func TestBrokerConfig(t *testing.T) {
 	}
 
 	// Everyone listens where the ACL lets them.
-	cl["consentcam"].subscribe(t, prefix+"/consent")
-	cl["consentcam"].subscribe(t, prefix+"/revoke")
+	cl[agentUser].subscribe(t, prefix+"/consent")
+	cl[agentUser].subscribe(t, prefix+"/revoke")
 	cl["auditor"].subscribe(t, prefix+"/#")
 	cl["operator"].subscribe(t, prefix+"/revoke/receipt")
 
@@ -147,15 +162,15 @@ func TestBrokerConfig(t *testing.T) {
 		to          string // the subscriber that must (or must not) get it
 		allowed     bool
 	}{
-		{"kiosk", "/consent", "consentcam", true},
-		{"operator", "/revoke", "consentcam", true},
-		{"consentcam", "/audit", "auditor", true},
-		{"consentcam", "/checkpoint", "auditor", true},
-		{"consentcam", "/revoke/receipt", "operator", true},
-		{"kiosk", "/revoke", "consentcam", false},     // a kiosk cannot erase
-		{"auditor", "/revoke", "consentcam", false},   // nor can an auditor
-		{"operator", "/consent", "consentcam", false}, // an operator issues no consent
-		{"kiosk", "/audit", "auditor", false},         // nobody forges the log
+		{"kiosk", "/consent", agentUser, true},
+		{"operator", "/revoke", agentUser, true},
+		{agentUser, "/audit", "auditor", true},
+		{agentUser, "/checkpoint", "auditor", true},
+		{agentUser, "/revoke/receipt", "operator", true},
+		{"kiosk", "/revoke", agentUser, false},     // a kiosk cannot erase
+		{"auditor", "/revoke", agentUser, false},   // nor can an auditor
+		{"operator", "/consent", agentUser, false}, // an operator issues no consent
+		{"kiosk", "/audit", "auditor", false},      // nobody forges the log
 		{"operator", "/audit", "auditor", false},
 	}
 	payload := func(from, topic string) string { return fmt.Sprintf("%s wrote %s", from, topic) }
@@ -180,5 +195,72 @@ func TestBrokerConfig(t *testing.T) {
 		if !p.allowed && slices.Contains(cl[p.to].received(prefix+p.topic), payload(p.from, p.topic)) {
 			t.Errorf("the ACL let %q through to %s", payload(p.from, p.topic), p.to)
 		}
+	}
+}
+
+// No broker account can take the box's session over: a client of another
+// user connecting with the box's client id gets its own user name as its
+// id (use_username_as_clientid), so the box stays connected and keeps
+// receiving its commands.
+func TestNoSessionTakeover(t *testing.T) {
+	b := startBroker(t)
+	lost := make(chan struct{})
+	box, err := connectAs(t, b, agentUser, agentUser, "pw-"+agentUser, lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box.subscribe(t, prefix+"/revoke")
+	for _, role := range []string{"auditor", "kiosk", "operator"} {
+		if _, err := connectAs(t, b, agentUser, role, "pw-"+role, nil); err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+	}
+	operator, err := connect(t, b, "operator", "pw-operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator.publish(t, prefix+"/revoke", "a revoke")
+	if !testenv.WaitUntil(10*time.Second, func() bool { return slices.Contains(box.received(prefix+"/revoke"), "a revoke") }) {
+		t.Error("the box no longer gets its revokes")
+	}
+	select {
+	case <-lost:
+		t.Error("another account's client took the box's session over")
+	default:
+	}
+}
+
+// A message larger than anything consentcam sends is refused by the broker
+// (its sender is dropped) before any subscriber buffers it.
+func TestMessageSizeLimit(t *testing.T) {
+	b := startBroker(t)
+	box, err := connect(t, b, agentUser, "pw-"+agentUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box.subscribe(t, prefix+"/consent")
+	lost := make(chan struct{})
+	kiosk, err := connectAs(t, b, "kiosk", "kiosk", "pw-kiosk", lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 1<<20)
+	kiosk.c.Publish(prefix+"/consent", 1, false, big)
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Error("the broker kept the connection of a client sending 1 MiB")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if len(box.received(prefix+"/consent")) != 0 {
+		t.Error("a 1 MiB message reached the box")
+	}
+	small, err := connect(t, b, "kiosk", "pw-kiosk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small.publish(t, prefix+"/consent", strings.Repeat("t", 8<<10))
+	if !testenv.WaitUntil(10*time.Second, func() bool { return len(box.received(prefix+"/consent")) == 1 }) {
+		t.Error("an 8 KiB token did not get through")
 	}
 }

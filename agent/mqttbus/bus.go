@@ -295,6 +295,7 @@ func (b *Bus) connect() (*conn, error) {
 		SetWriteTimeout(10*time.Second).
 		SetWill(b.topic(TopicAvailable), AvailableOffline, 1, true).
 		SetDefaultPublishHandler(c.receive).
+		SetCustomOpenConnectionFn(dial).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			b.Logger.Warn("mqtt connection lost", logKeyError, err)
 			c.markLost()

@@ -3,7 +3,12 @@ package mqttbus_test
 import (
 	"bytes"
 	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +232,41 @@ func TestTakeoverNoticed(t *testing.T) {
 	rogue.Disconnect(0)
 	if !testenv.WaitUntil(15*time.Second, r.Bus.Connected) {
 		t.Fatal("the agent did not come back once the other client left")
+	}
+}
+
+// A 16 MiB message on …/consent (a broker that lets it through) is refused
+// as too-large and audited, without the agent ever holding it: it
+// allocates far less than the message while it passes.
+func TestOversizedMessage(t *testing.T) {
+	// A broker of its own, with no subscriber of the test's in this
+	// process: only the agent may take the message in here.
+	broker := testenv.StartMosquitto(t)
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Bus.URL = broker.URL() })
+	if !testenv.WaitUntil(10*time.Second, r.Bus.Connected) {
+		t.Fatal("the agent did not connect")
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte{'a'}, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(broker.Addr())
+	r.Cam.Unplug() // the fake camera allocates a frame every 10 ms
+	r.WaitEvent("source.failed", agenttest.IsType(store.EventSourceFailed))
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	out, err := exec.Command(testenv.Program(t, "mosquitto_pub"), "-h", host, "-p", port, "-q", "1",
+		"-t", agenttest.Prefix+"/consent", "-f", big).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	ev := r.WaitEvent("consent.rejected", agenttest.IsType(store.EventConsentRejected))
+	runtime.ReadMemStats(&after)
+	if ev.Reason != string(consent.ReasonTooLarge) {
+		t.Errorf("refused as %q, want too-large", ev.Reason)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("the agent allocated %d MiB while a 16 MiB message passed", n>>20)
 	}
 }

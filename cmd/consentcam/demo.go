@@ -131,13 +131,23 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 
 	// The broker logs only its errors: it warns of every client that goes
 	// away when it stops, and the banner gives its address.
-	broker, addr, err := startBroker(slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	cfg := d.config(listen)
+	agentPassword, err := readSecretFile("demo broker", cfg.MQTT.PasswordFile)
+	if err != nil {
+		return err
+	}
+	watcherPassword, err := readSecretFile("demo broker", d.tokenFile(demoWatcherUser))
+	if err != nil {
+		return err
+	}
+	broker, addr, err := startBroker(slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		cfg.MQTT.ClientID, agentPassword, watcherPassword)
 	if err != nil {
 		return err
 	}
 	defer broker.Close()
 	d.broker = addr
-	cfg := d.config(listen)
+	cfg.MQTT.URL = "tcp://" + addr
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
@@ -175,7 +185,7 @@ func (d *demo) makeTokens() error {
 		return fmt.Errorf("demo tokens: %w", err)
 	}
 	d.tokens = map[string]string{}
-	for _, role := range demoRoles {
+	for _, role := range append([]string{demoAgentUser, demoWatcherUser}, demoRoles...) {
 		path := d.tokenFile(role)
 		if err := newTokenFile(path); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("demo tokens: %w", err)
@@ -293,12 +303,35 @@ func freeOr(addr string) string {
 	return addr
 }
 
-// startBroker starts an MQTT broker on a free port of 127.0.0.1 that lets
-// every client in (only this machine can reach it) and returns its address.
-func startBroker(logger *slog.Logger) (*mochi.Server, string, error) {
+// Broker users of the demo: the agent, and a watcher that may only read
+// (the mosquitto_sub line the demo prints). Their passwords are files in
+// the demo's tokens/.
+const (
+	demoAgentUser   = "consentcam"
+	demoWatcherUser = "watcher"
+)
+
+// startBroker starts an MQTT broker on a free port of 127.0.0.1 and returns
+// its address. Even there, other users of the machine reach it: only the
+// agent (by user name, password and client id) may publish, the watcher
+// may only read, and nobody else connects, so no one can take the agent's
+// session, or retain a false notice, availability or log.
+func startBroker(logger *slog.Logger, clientID, agentPassword, watcherPassword string) (*mochi.Server, string, error) {
 	srv := mochi.New(&mochi.Options{Logger: logger.With("component", "demo-broker")})
 	tcp := listeners.NewTCP(listeners.Config{ID: "demo", Address: "127.0.0.1:0"})
-	err := srv.AddHook(new(auth.AllowHook), nil)
+	ledger := &auth.Ledger{
+		Auth: auth.AuthRules{
+			{Client: auth.RString(clientID), Username: demoAgentUser, Password: auth.RString(agentPassword), Allow: true},
+			{Client: auth.RString(clientID), Allow: false}, // the agent's client id is the agent's alone
+			{Username: demoWatcherUser, Password: auth.RString(watcherPassword), Allow: true},
+		},
+		ACL: auth.ACLRules{
+			{Username: demoAgentUser, Filters: auth.Filters{"consentcam/#": auth.ReadWrite}},
+			{Username: demoWatcherUser, Filters: auth.Filters{"consentcam/#": auth.ReadOnly}},
+			{Filters: auth.Filters{"#": auth.Deny}},
+		},
+	}
+	err := srv.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
 	if err == nil {
 		err = srv.AddListener(tcp)
 	}
@@ -344,7 +377,8 @@ func (d *demo) config(listen string) Config {
 		{ID: "channel-attribution", Description: "Tell which sales channel brought you (demo)", Retention: 720 * time.Hour},
 		{ID: "entry-security", Description: "Keep the entrance safe (demo)", Retention: 24 * time.Hour},
 	}
-	cfg.MQTT.URL = "tcp://" + d.broker
+	cfg.MQTT.Username, cfg.MQTT.PasswordFile = demoAgentUser, d.tokenFile(demoAgentUser)
+	cfg.MQTT.ClientID = "consentcam-" + demoSite + "-" + demoCamera
 	cfg.HTTP.Listen = listen
 	for _, role := range demoRoles {
 		cfg.HTTP.Tokens = append(cfg.HTTP.Tokens, TokenRef{Role: role, TokenFile: d.tokenFile(role)})
@@ -375,7 +409,8 @@ func (d *demo) printStarted(w io.Writer, dm *Daemon) {
 	row("MQTT broker:", d.broker+", topics "+dm.Bus.TopicPrefix+"/…")
 	// MQTT 5: the broker says goodbye when it stops, which a 3.1.1 client
 	// takes for a protocol error.
-	row("", fmt.Sprintf("mosquitto_sub -V mqttv5 -h %s -p %s -t 'consentcam/#' -v", host, port))
+	row("", fmt.Sprintf("mosquitto_sub -V mqttv5 -h %s -p %s -u %s -P \"$(cat %s)\" -t 'consentcam/#' -v",
+		host, port, demoWatcherUser, d.tokenFile(demoWatcherUser)))
 	row("Camera:", d.camera)
 	row("Face detector:", detector)
 	row("State (keys, tokens, log):", d.dir+"/ (kept for the next run)")

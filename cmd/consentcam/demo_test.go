@@ -62,12 +62,14 @@ type demoRun struct {
 	kiosk   string // the kiosk's bearer token, from its URL
 	auditor string // the auditor's, from the audit page's URL
 	broker  string // tcp://host:port, from the mosquitto_sub line
+	user    string // the watcher's user name and password file, from it too
+	pwFile  string
 }
 
 var (
 	kioskURLRE = regexp.MustCompile(`(http://\S+)/kiosk/#token=([0-9a-f]+)`)
 	auditURLRE = regexp.MustCompile(`/kiosk/audit#token=([0-9a-f]+)`)
-	mqttLineRE = regexp.MustCompile(`mosquitto_sub -V mqttv5 -h (\S+) -p (\d+) -t 'consentcam/#' -v`)
+	mqttLineRE = regexp.MustCompile(`mosquitto_sub -V mqttv5 -h (\S+) -p (\d+) -u (\S+) -P "\$\(cat (\S+)\)" -t 'consentcam/#' -v`)
 )
 
 // startDemo runs the demo with args until it says how to stop it, and
@@ -109,6 +111,7 @@ func startDemo(t *testing.T, args ...string) *demoRun {
 	}
 	r.base, r.kiosk, r.auditor = k[1], k[2], a[1]
 	r.broker = "tcp://" + net.JoinHostPort(b[1], b[2])
+	r.user, r.pwFile = b[3], b[4]
 	return r
 }
 
@@ -198,12 +201,19 @@ type listener struct {
 	by map[string][][]byte // topic below the prefix → payloads
 }
 
-func listen(t *testing.T, broker, id string) *listener {
+// listen subscribes to the demo's topics as the mosquitto_sub line the
+// demo printed does.
+func listen(t *testing.T, r *demoRun, id string) *listener {
 	t.Helper()
 	l := &listener{t: t, by: map[string][][]byte{}}
-	l.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetOrderMatters(true))
+	pw, err := os.ReadFile(r.pwFile)
+	if err != nil {
+		t.Fatalf("the watcher's password file: %v", err)
+	}
+	l.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.broker).SetClientID(id).SetOrderMatters(true).
+		SetUsername(r.user).SetPassword(strings.TrimSpace(string(pw))))
 	if tok := l.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect to the demo's broker %s: %v", broker, tok.Error())
+		t.Fatalf("connect to the demo's broker %s: %v", r.broker, tok.Error())
 	}
 	tok := l.c.Subscribe(demoPrefix+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
 		l.mu.Lock()
@@ -361,7 +371,7 @@ func TestDemo(t *testing.T) {
 
 	// The broker it printed holds the agent's retained availability and
 	// notice.
-	sub := listen(t, r.broker, "demo-test-1")
+	sub := listen(t, r, "demo-test-1")
 	sub.waitLast("available", "online")
 	got := sub.waitFor("the notice", "notice", func(m [][]byte) bool { return len(m) > 0 })
 	if !bytes.Equal(bytes.TrimSpace(got[0]), bytes.TrimSpace(noticeBody)) {
@@ -369,7 +379,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// A visitor agrees: a consent token signed with the demo's issuer key,
-	// published on …/consent, ends in a saved face crop.
+	// sent as the front desk would, ends in a saved face crop.
 	issuer, err := consent.ReadPrivateKey(filepath.Join(dir, "keys", "issuer.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -383,10 +393,23 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pt := sub.c.Publish(demoPrefix+"/consent", 1, false, tok); !pt.WaitTimeout(10*time.Second) || pt.Error() != nil {
-		t.Fatalf("publish the consent token: %v", pt.Error())
+	if code, body := r.do("POST", "/v1/visits", r.kiosk, []byte(tok)); code != http.StatusAccepted {
+		t.Fatalf("POST /v1/visits: %d %s", code, body)
+	}
+	// The watcher the demo tells of may only read: a retained message it
+	// publishes reaches nobody; and nobody else may connect, not with the
+	// agent's client id either.
+	forger := listen(t, r, "demo-test-forger")
+	forger.c.Publish(demoPrefix+"/available", 1, true, "offline").WaitTimeout(5 * time.Second)
+	stranger := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.broker).SetClientID("consentcam-" + demoSite + "-" + demoCamera))
+	if tok := stranger.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+		stranger.Disconnect(0)
+		t.Error("a client without credentials connected to the demo's broker with the agent's client id")
 	}
 	saved := sub.waitEvent("capture.saved", "visit-1")
+	if avail := sub.waitFor("…/available", "available", func(m [][]byte) bool { return len(m) > 0 }); string(avail[len(avail)-1]) != "online" {
+		t.Errorf("the watcher forged …/available: %q", avail[len(avail)-1])
+	}
 	if !slices.Equal(saved.Purposes, []string{"channel-attribution"}) || saved.Subject != "visitor-1" {
 		t.Errorf("capture.saved %+v: want subject visitor-1, purposes [channel-attribution]", saved)
 	}
@@ -449,7 +472,7 @@ func TestDemo(t *testing.T) {
 	if !bytes.Equal(readFile(t, filepath.Join(dir, "keys", "device.pub")), devicePub) {
 		t.Errorf("second run: the device key changed")
 	}
-	sub2 := listen(t, r2.broker, "demo-test-2")
+	sub2 := listen(t, r2, "demo-test-2")
 	sub2.waitLast("available", "online")
 	evs, raw := r2.events()
 	if len(evs) <= len(first) {
