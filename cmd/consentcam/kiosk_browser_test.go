@@ -18,9 +18,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/consentcam/consentcam/agent/httpapi"
 	"github.com/consentcam/consentcam/consent"
@@ -184,7 +186,44 @@ func TestKioskBrowser(t *testing.T) {
 		}
 	}
 
-	step("the tablet keeps the kiosk token, not in its address", func(t *testing.T) {
+	step("the installer sets the tablet up through its form: the token is in no address", func(t *testing.T) {
+		var mu sync.Mutex
+		var addresses []string // every address a frame went to, fragment included
+		ctx, stop := context.WithCancel(tb.ctx)
+		defer stop()
+		chromedp.Listen(ctx, func(ev any) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch e := ev.(type) {
+			case *page.EventFrameNavigated:
+				addresses = append(addresses, e.Frame.URL+e.Frame.URLFragment)
+			case *page.EventNavigatedWithinDocument:
+				addresses = append(addresses, e.URL)
+			}
+		})
+		tb.open("/kiosk/")
+		tb.waitFor(`!document.getElementById('setup').hidden`)
+		tb.do(chromedp.Click(chromedp.CSS("#setup summary")),
+			chromedp.SendKeys(chromedp.ID("setup-token"), b.tokens[httpapi.RoleKiosk]),
+			chromedp.Click(chromedp.CSS("#setup-form button")))
+		tb.waitFor(`!document.getElementById('choice').hidden && document.getElementById('setup').hidden`)
+		if got := eval[string](tb, `localStorage.getItem('consentcam.kiosk-token')`); got != b.tokens[httpapi.RoleKiosk] {
+			t.Errorf("stored token %q", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(addresses) == 0 {
+			t.Fatal("test set-up: no navigation seen")
+		}
+		for _, a := range addresses {
+			if strings.Contains(a, b.tokens[httpapi.RoleKiosk]) {
+				t.Errorf("the token was in an address the browser went to: %s", a)
+			}
+		}
+	})
+
+	step("a #token= link works too, and leaves the address bar", func(t *testing.T) {
+		tb.open("/kiosk/withdraw") // from another page: a change of fragment alone loads nothing
 		tb.open("/kiosk/#token=" + b.tokens[httpapi.RoleKiosk])
 		tb.waitFor(`document.querySelectorAll('input[name=purpose]').length === 2`)
 		if href := eval[string](tb, `location.href`); strings.Contains(href, "token") {

@@ -41,8 +41,9 @@ setLang(localStorage.getItem(LANG_KEY) ||
   ((navigator.language || '').toLowerCase().startsWith('zh') ? 'zh-Hans' : 'en'));
 
 // fromAddress returns the value of name given in the address (#name=…),
-// or null, and strips the fragment so that the value stays in neither the
-// history nor the screen.
+// or null, and strips the fragment from the address bar and the session's
+// back-and-forward list. The browser's history may have recorded the
+// address already: a secret is better typed into a form.
 function fromAddress(name) {
   const m = new RegExp('(?:^#|&)' + name + '=([^&]*)').exec(location.hash);
   if (!m) return null;

@@ -2,8 +2,11 @@
 // "No thanks", then what happens at the camera and the visitor's receipt.
 'use strict';
 
-// The tablet is given the kiosk token once, as #token=… in the address.
-const token = takeToken(localStorage, 'consentcam.kiosk-token');
+// The tablet is given the kiosk token once: typed into the set-up form (it
+// then appears in no address), or as #token=… in the address, which the
+// browser's history keeps.
+const TOKEN_KEY = 'consentcam.kiosk-token';
+let token = takeToken(localStorage, TOKEN_KEY);
 
 let notice = null; // the hashed notice, as /v1/notice serves it
 let extra = null; // /kiosk/api/notice: the window's length and the Chinese
@@ -251,6 +254,16 @@ function reset() {
   window.scrollTo(0, 0);
 }
 
+$('setup-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const given = $('setup-token').value.trim();
+  $('setup-token').value = '';
+  if (!given) return;
+  token = given;
+  localStorage.setItem(TOKEN_KEY, token);
+  showError(null);
+  setupMode(false);
+});
 $('choice').addEventListener('change', updateAgree);
 $('choice').addEventListener('submit', agree);
 $('decline').addEventListener('click', decline);
