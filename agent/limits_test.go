@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,35 @@ func TestRefusalsCounted(t *testing.T) {
 		}
 		r.Agent.Consent(context.Background(), []byte(tok))
 		r.WaitEvent("consent.rejected of a verified token", agenttest.OfVisit(store.EventConsentRejected, fmt.Sprint("v-stale-", i)))
+	}
+}
+
+// The agent's log, at debug level, never holds a token, nor a subject id
+// (a pseudonym, but personal data all the same): not when it accepts, not
+// when it refuses, not when it revokes.
+func TestNoTokenInLog(t *testing.T) {
+	var logs agenttest.LogBuffer
+	r := agenttest.New(t, time.Hour, nil, agenttest.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	ctx := context.Background()
+	tok := r.ConsentToken("v-secret", "s-secret-subject", "channel-attribution")
+	r.Agent.Consent(ctx, []byte(tok))
+	r.Agent.Consent(ctx, []byte(tok))                                                   // replayed
+	r.Agent.Consent(ctx, []byte(tok[:len(tok)-4]))                                      // bad signature
+	r.Agent.Consent(ctx, []byte(r.ConsentToken("v-2", "s-other-subject", "marketing"))) // unknown purpose
+	rev := r.RevokeToken("s-secret-subject", "")
+	r.Agent.Revoke(ctx, []byte(rev))
+	r.Agent.Revoke(ctx, []byte(rev))
+	r.Stop()
+	r.Start()
+	log := logs.String()
+	for _, secret := range []string{tok, rev, "s-secret-subject", "s-other-subject"} {
+		for _, part := range strings.Split(secret, ".") {
+			if len(part) > 8 && strings.Contains(log, part) {
+				t.Errorf("the log holds %q…", part[:8])
+			}
+		}
+	}
+	if !strings.Contains(log, "consent rejected") {
+		t.Fatalf("test set-up: nothing logged:\n%s", log)
 	}
 }

@@ -73,6 +73,8 @@ func consentCases(t *testing.T) []tokenCase {
 		{"malformed/negative time", sign(with(valid, map[string]any{"nbf": -1})), consent.ReasonMalformed},
 		{"malformed/kid a number", edToken(t, issuerKey, header(map[string]any{"kid": 1}), valid), consent.ReasonMalformed},
 		{"malformed/critical header extension", edToken(t, issuerKey, header(map[string]any{"crit": []string{"exp"}}), valid), consent.ReasonMalformed},
+		{"malformed/JWS in its JSON serialization", []byte(`{"payload":"` + parts[1] + `","protected":"` + parts[0] + `","signature":"` + parts[2] + `"}`), consent.ReasonMalformed},
+		{"malformed/a signed token nested as the claims", rawToken(issuerKey, consentHeaderJSON, string(good)), consent.ReasonMalformed},
 		{"malformed/kid over the size limit", edToken(t, issuerKey, header(map[string]any{"kid": strings.Repeat("k", consent.MaxIDSize+1)}), valid), consent.ReasonMalformed},
 		{"malformed/too many purposes", sign(with(valid, map[string]any{"purposes": manyPurposes(consent.MaxPurposes + 1)})), consent.ReasonMalformed},
 		{"malformed/visit with a newline", sign(with(valid, map[string]any{"visit": "visit-42\nforged log line"})), consent.ReasonMalformed},
