@@ -2,7 +2,11 @@ package store
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +28,35 @@ func TestDetailKeysCoverEveryType(t *testing.T) {
 	cp := Checkpoint{Size: 1, Root: make([]byte, 32), Note: []byte("n")}.Event()
 	if got, want := slices.Sorted(maps.Keys(cp.Detail)), slices.Sorted(slices.Values(DetailKeys[EventCheckpoint])); !slices.Equal(got, want) {
 		t.Errorf("checkpoint detail %v, allow-list %v", got, want)
+	}
+}
+
+// docs/SPEC.md ("Audit log") lists the same detail keys as DetailKeys.
+func TestDetailKeysInSpec(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "docs", "SPEC.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, para, ok := strings.Cut(string(spec), "- `detail` holds only these keys")
+	if !ok {
+		t.Fatal("SPEC.md has no list of detail keys")
+	}
+	para, _, _ = strings.Cut(para, "\n- ")
+	para = strings.Join(strings.Fields(para), " ")
+	inSpec := map[string][]string{}
+	for _, m := range regexp.MustCompile("`([a-z.]+)`: ((?:`[a-z_]+`(?:, )?)+)").FindAllStringSubmatch(para, -1) {
+		for _, k := range strings.Split(m[2], ", ") {
+			inSpec[m[1]] = append(inSpec[m[1]], strings.Trim(k, "`"))
+		}
+	}
+	for typ, keys := range DetailKeys {
+		if got := slices.Sorted(slices.Values(inSpec[typ])); !slices.Equal(got, slices.Sorted(slices.Values(keys))) && len(keys)+len(got) > 0 {
+			t.Errorf("%s: SPEC lists detail keys %v, DetailKeys %v", typ, got, keys)
+		}
+	}
+	for typ := range inSpec {
+		if _, ok := DetailKeys[typ]; !ok {
+			t.Errorf("SPEC lists detail keys for %s, which is not an event type", typ)
+		}
 	}
 }
