@@ -82,13 +82,13 @@ func (p *Private) AddCode(code string) {
 func (p *Private) AddImage(img []byte) {
 	for off := 0; off+32 <= len(img); off += 32 {
 		piece := img[off : off+32]
-		p.add(needle{what: fmt.Sprintf("bytes %d-%d of an image", off, off+32), b: bytes.Clone(piece)})
-		p.add(needle{what: fmt.Sprintf("bytes %d-%d of an image, in hex", off, off+32), b: []byte(hex.EncodeToString(piece)), fold: true})
+		p.add(needle{what: "bytes of an image", b: bytes.Clone(piece)})
+		p.add(needle{what: "bytes of an image, in hex", b: []byte(hex.EncodeToString(piece)), fold: true})
 	}
 	for off := 0; off+48 <= len(img); off += 48 {
 		piece := img[off : off+48]
-		p.add(needle{what: fmt.Sprintf("bytes %d-%d of an image, in base64", off, off+48), b: []byte(base64.StdEncoding.EncodeToString(piece))})
-		p.add(needle{what: fmt.Sprintf("bytes %d-%d of an image, in base64url", off, off+48), b: []byte(base64.URLEncoding.EncodeToString(piece))})
+		p.add(needle{what: "bytes of an image, in base64", b: []byte(base64.StdEncoding.EncodeToString(piece))})
+		p.add(needle{what: "bytes of an image, in base64url", b: []byte(base64.URLEncoding.EncodeToString(piece))})
 	}
 }
 
@@ -108,12 +108,12 @@ func (p *Private) add(n needle) {
 	p.needles = append(p.needles, n)
 }
 
-// Leaks returns what payload holds that it must not, one finding a line
-// (nil when nothing): the scan covers the payload's bytes and, when it is
+// Leaks returns what payload holds that it must not, one finding for each
+// kind, with where (nil when nothing): the scan covers the payload's bytes and, when it is
 // JSON, each of its strings decoded (so an escape such as \/ hides
 // nothing).
 func (p *Private) Leaks(payload []byte) []string {
-	found := map[string]bool{}
+	found := map[string]string{} // what → where, the first time
 	p.scan(payload, found)
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -121,7 +121,11 @@ func (p *Private) Leaks(payload []byte) []string {
 	if dec.Decode(&v) == nil {
 		walkStrings(v, func(s string) { p.scan([]byte(s), found) })
 	}
-	return slices.Sorted(maps.Keys(found))
+	var out []string
+	for _, what := range slices.Sorted(maps.Keys(found)) {
+		out = append(out, what+": "+found[what])
+	}
+	return out
 }
 
 func walkStrings(v any, fn func(string)) {
@@ -140,10 +144,13 @@ func walkStrings(v any, fn func(string)) {
 	}
 }
 
-func (p *Private) scan(b []byte, found map[string]bool) {
+// scan notes in found what b holds, once each kind, with where.
+func (p *Private) scan(b []byte, found map[string]string) {
 	note := func(what string, at int) {
-		lo, hi := max(0, at-20), min(len(b), at+40)
-		found[fmt.Sprintf("%s: …%q…", what, b[lo:hi])] = true
+		if _, ok := found[what]; !ok {
+			lo, hi := max(0, at-20), min(len(b), at+40)
+			found[what] = fmt.Sprintf("…%q…", b[lo:hi])
+		}
 	}
 	if i := bytes.Index(b, jpegSOI); i >= 0 {
 		note("JPEG data", i)
