@@ -109,9 +109,9 @@ func (p *Private) add(n needle) {
 }
 
 // Leaks returns what payload holds that it must not, one finding for each
-// kind, with where (nil when nothing): the scan covers the payload's bytes and, when it is
-// JSON, each of its strings decoded (so an escape such as \/ hides
-// nothing).
+// kind, with where (nil when nothing). The scan covers the payload's bytes
+// and, when it is JSON, each of its strings decoded (so an escape such as
+// \/ hides nothing).
 func (p *Private) Leaks(payload []byte) []string {
 	found := map[string]string{} // what → where, the first time
 	p.scan(payload, found)

@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/consentcam/consentcam/internal/testenv"
@@ -23,6 +24,20 @@ func (r *Rig) CheckPrivacy() {
 	for role, secret := range r.Tokens {
 		r.Private.AddString("the "+role+" bearer token", secret)
 	}
+	const shown = 10
+	findings := 0
+	report := func(format string, args ...any) {
+		r.T.Helper()
+		if findings++; findings <= shown {
+			r.T.Errorf("privacy check: "+format, args...)
+		}
+	}
+	defer func() {
+		if findings > shown {
+			r.T.Errorf("privacy check: %d findings more", findings-shown)
+		}
+	}()
+
 	raw, err := r.DB.Events(0, 1<<20)
 	if err != nil {
 		r.T.Errorf("privacy check: read the log: %v", err)
@@ -30,10 +45,10 @@ func (r *Rig) CheckPrivacy() {
 	}
 	for _, ev := range raw {
 		if err := testenv.CheckDetail(store.DetailKeys, ev); err != nil {
-			r.T.Errorf("privacy check: %v", err)
+			report("%v", err)
 		}
 		for _, leak := range r.Private.Leaks(ev) {
-			r.T.Errorf("privacy check: the log holds %s\nin %s", leak, ev)
+			report("the log holds %s\nin %s", leak, excerpt(ev))
 		}
 	}
 	if r.Sub == nil {
@@ -41,15 +56,23 @@ func (r *Rig) CheckPrivacy() {
 	}
 	for topic, msgs := range r.Sub.Messages() {
 		if !slices.Contains(testenv.SpecTopics, topic) {
-			r.T.Errorf("privacy check: %d messages on …/%s, a topic not in SPEC's table %v", len(msgs), topic, testenv.SpecTopics)
+			report("%d messages on …/%s, a topic not in SPEC's table %v", len(msgs), topic, testenv.SpecTopics)
 		}
 		if slices.Contains(testenv.InTopics, topic) {
 			continue // what the test sent to the agent
 		}
 		for _, m := range msgs {
 			for _, leak := range r.Private.Leaks(m) {
-				r.T.Errorf("privacy check: …/%s carried %s", topic, leak)
+				report("…/%s carried %s", topic, leak)
 			}
 		}
 	}
+}
+
+// excerpt is the start of a payload, for failure messages.
+func excerpt(b []byte) string {
+	if len(b) > 300 {
+		return fmt.Sprintf("%s…", b[:300])
+	}
+	return string(b)
 }
