@@ -201,30 +201,27 @@ func TestRevokeAllOrNothing(t *testing.T) {
 	t.Logf("a revoke makes %d write transaction(s)", n)
 
 	for fail := 1; fail <= n; fail++ {
-		t.Run(fmt.Sprintf("transaction %d of %d fails", fail, n), func(t *testing.T) {
-			subject := fmt.Sprintf("subj-%d", fail)
-			recs := prepare(subject)
-			r.Faults.FailWhen(func(i int, _ []store.Event) bool { return i == fail })
-			_, err := r.Agent.Revoke(ctx, []byte(r.RevokeToken(subject, "")))
-			r.Faults.FailWhen(nil)
-			got := state(subject, recs)
-			switch {
-			case got == all:
-			case got == none && err != nil:
-			default:
-				t.Fatalf("revoke with transaction %d failing (err %v) left %+v; want all of %+v or none of it", fail, err, got, all)
+		subject := fmt.Sprintf("subj-%d", fail)
+		recs := prepare(subject)
+		r.Faults.FailWhen(func(i int, _ []store.Event) bool { return i == fail })
+		_, err := r.Agent.Revoke(ctx, []byte(r.RevokeToken(subject, "")))
+		r.Faults.FailWhen(nil)
+		switch got := state(subject, recs); {
+		case got == all:
+		case got == none && err != nil:
+			if consent.ReasonOf(err) != "" {
+				t.Errorf("transaction %d of %d failing: a store failure answered as a refusal: %v", fail, n, err)
 			}
-			if got == none && consent.ReasonOf(err) != "" {
-				t.Errorf("a store failure answered as a refusal: %v", err)
-			}
-			// Tried again, it is carried out.
-			if _, err := r.Agent.Revoke(ctx, []byte(r.RevokeToken(subject, ""))); err != nil {
-				t.Fatal(err)
-			}
-			if got := state(subject, recs); got != all {
-				t.Fatalf("the revoke tried again left %+v", got)
-			}
-		})
+		default:
+			t.Errorf("revoke with transaction %d of %d failing (err %v) left %+v; want all of %+v or none of it", fail, n, err, got, all)
+		}
+		// Tried again, it is carried out.
+		if _, err := r.Agent.Revoke(ctx, []byte(r.RevokeToken(subject, ""))); err != nil {
+			t.Fatal(err)
+		}
+		if got := state(subject, recs); got != all {
+			t.Fatalf("the revoke of %s tried again left %+v", subject, got)
+		}
 	}
 }
 
@@ -239,8 +236,11 @@ func waitMaintenance(r *agenttest.Rig, after uint64, what string) {
 	})
 }
 
-// shortMaintenance runs the maintenance check often.
-func shortMaintenance(r *agenttest.Rig) { r.Agent.CompactInterval = 50 * time.Millisecond }
+// maintenanceInterval is how often these tests have the agent check
+// whether maintenance is due.
+const maintenanceInterval = 50 * time.Millisecond
+
+func shortMaintenance(r *agenttest.Rig) { r.Agent.CompactInterval = maintenanceInterval }
 
 // A revoke that erased something makes the maintenance due (bbolt keeps
 // freed pages: until then the erased bytes are still in the file), with
@@ -248,7 +248,7 @@ func shortMaintenance(r *agenttest.Rig) { r.Agent.CompactInterval = 50 * time.Mi
 func TestRevokeMakesMaintenanceDue(t *testing.T) {
 	r := agenttest.New(t, time.Hour, shortMaintenance)
 	r.SaveOne("v-1", "subj-1", "channel-attribution")
-	time.Sleep(10 * 50 * time.Millisecond)
+	time.Sleep(10 * maintenanceInterval)
 	if slices.ContainsFunc(r.Events(), agenttest.IsType(store.EventStoreCompacted)) {
 		t.Fatal("test set-up: maintenance ran before any erasure")
 	}
