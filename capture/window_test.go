@@ -204,6 +204,44 @@ func TestWindowBlursOtherFaces(t *testing.T) {
 	}
 }
 
+// A bystander is blurred over the face box widened by its margin (hair,
+// ears, chin), not over the bare box: here only the margin reaches into
+// the crop, and that part of the crop must be blurred flat.
+func TestWindowBlursBystanderMargin(t *testing.T) {
+	// hairEarsChin is how far, as a fraction of the face box on each side,
+	// a face's hair, ears and chin reach: the least that must be blurred.
+	const hairEarsChin = 0.2
+	visitor := image.Rect(200, 100, 360, 280) // crop (160,55)-(400,325)
+	bystander := image.Rect(404, 100, 564, 260)
+	widened := bystander.Inset(-int(hairEarsChin * float64(bystander.Dx())))
+	s := newScene(640, 480)
+	s.sharpFace(visitor)
+	s.sharpFace(widened) // hair, ears and chin are as sharp as the face
+	rules := capture.Rules{Zone: capture.Zone{X: 0, Y: 0, W: 0.6, H: 1}, MinFace: 64, MinScore: 0.8}
+	w := capture.NewWindow(rules)
+	if v := offer(t, w, s, capture.Face{Box: bystander, Score: 0.99}, capture.Face{Box: visitor, Score: 0.95}); v != capture.Qualified {
+		t.Fatalf("verdict %q, want qualified (the bystander stands outside the zone)", v)
+	}
+	best, _ := w.Best()
+	if !bystander.Intersect(best.Crop).Empty() {
+		t.Fatalf("test set-up: the bare box %v overlaps the crop %v", bystander, best.Crop)
+	}
+	margin := widened.Intersect(best.Crop)
+	if margin.Dx() < 20 || margin.Dy() < 100 {
+		t.Fatalf("test set-up: the margin overlaps the crop %v over only %v", best.Crop, margin)
+	}
+	before, after := capture.Sharpness(s.img, margin), capture.Sharpness(best.Image, margin)
+	if after > before/100 || after > 5 {
+		t.Errorf("bystander's hair and ears in the crop (%v): sharpness %.1f before, %.1f after; want them blurred flat", margin, before, after)
+	}
+	if step := maxStep(best.Image, margin); step > 12 {
+		t.Errorf("bystander's margin in the crop has a step of %d between neighbours: features remain", step)
+	}
+	if !sameRGBA(best.Image, s.img, visitor) {
+		t.Error("the visitor's face was changed")
+	}
+}
+
 func TestWindowNeverKeepsACrowdedZone(t *testing.T) {
 	w := capture.NewWindow(capture.DefaultRules())
 	s := newScene(640, 480)

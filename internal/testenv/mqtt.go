@@ -119,6 +119,18 @@ func (s *Subscriber) Arrived(seq uint64) time.Time {
 	return s.arrived[seq]
 }
 
+// Messages returns every message that has arrived, by topic below the
+// prefix, in arrival order, duplicates included.
+func (s *Subscriber) Messages() map[string][][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][][]byte, len(s.topics))
+	for topic, msgs := range s.topics {
+		out[topic] = slices.Clone(msgs)
+	}
+	return out
+}
+
 // TopicTimes returns when each message on a topic below the prefix arrived.
 func (s *Subscriber) TopicTimes(topic string) []time.Time {
 	s.mu.Lock()

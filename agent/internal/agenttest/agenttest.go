@@ -186,6 +186,10 @@ type Rig struct {
 	// Tune, when set, changes the parts after they are built with the rig's
 	// settings and before they start.
 	Tune func(*Rig)
+	// Private is what must never be in the log or on the bus; the rig adds
+	// the tokens it signs and the withdrawal codes it gets, and
+	// CheckPrivacy scans for them.
+	Private testenv.Private
 }
 
 // Option sets up a rig before it starts.
@@ -371,6 +375,7 @@ func (r *Rig) Close() {
 	}
 	r.Stop()
 	r.Agent = nil
+	r.CheckPrivacy()
 	if err := r.DB.Check(); err != nil {
 		r.T.Errorf("store check: %v", err)
 	}
@@ -390,6 +395,7 @@ func (r *Rig) ConsentToken(visit, subject string, purposes ...string) string {
 	if err != nil {
 		r.T.Fatal(err)
 	}
+	r.Private.AddToken(tok)
 	return tok
 }
 
@@ -404,6 +410,7 @@ func (r *Rig) RevokeToken(subject, visit string) string {
 	if err != nil {
 		r.T.Fatal(err)
 	}
+	r.Private.AddToken(tok)
 	return tok
 }
 
@@ -561,6 +568,7 @@ func (r *Rig) Agree(purposes ...string) httpapi.KioskAgreement {
 	if err := json.Unmarshal(data, &ag); err != nil {
 		r.T.Fatal(err)
 	}
+	r.Private.AddCode(ag.Code)
 	return ag
 }
 
