@@ -483,20 +483,21 @@ func (a *Agent) sweep() error {
 	return nil
 }
 
-// checkpoint signs the log as it stands, records a checkpoint event
-// carrying the signed note, publishes the note (retained) when connected,
-// and returns it.
+// checkpoint brings the latest checkpoint up to the whole log (a
+// checkpoint event only when something happened since the last one:
+// store.Tx.SignLog), publishes it (retained) when connected, and returns it.
 func (a *Agent) checkpoint() ([]byte, error) {
 	var note []byte
 	err := a.update(func(tx *auditTx) error {
-		cp, err := tx.Checkpoint(a.Origin(), a.signer)
+		cp, ev, err := tx.SignLog(a.Origin(), a.signer, actorAgent)
 		if err != nil {
 			return err
 		}
 		note = cp.Note
-		ev := cp.Event()
-		ev.Actor = actorAgent
-		return tx.Append(ev)
+		if ev != nil {
+			tx.events = append(tx.events, ev)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)

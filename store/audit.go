@@ -330,7 +330,7 @@ func Origin(site, camera string) string { return "consentcam/" + site + "/" + ca
 // Checkpoint signs the tree as it stands in the transaction and keeps the
 // note as the latest checkpoint. The signer's key name must be origin
 // (NewCheckpointSigner). Append c.Event() after it so that the log carries
-// its checkpoints.
+// its checkpoints; SignLog does both, and only when something happened.
 func (tx *Tx) Checkpoint(origin string, s note.Signer) (Checkpoint, error) {
 	c, err := tx.checkpoint(origin, s)
 	if err != nil {
@@ -357,7 +357,61 @@ func (tx *Tx) checkpoint(origin string, s note.Signer) (Checkpoint, error) {
 	if c.Note, err = note.Sign(&note.Note{Text: checkpointBody(origin, c.Size, c.Root)}, s); err != nil {
 		return Checkpoint{}, fmt.Errorf("sign: %w", err)
 	}
-	return c, tx.bucket(bucketMeta).Put(metaCheckpoint, c.Note)
+	// Ed25519 signatures are deterministic: the same tree signed again
+	// gives the same note, which need not be written again.
+	meta := tx.bucket(bucketMeta)
+	if bytes.Equal(meta.Get(metaCheckpoint), c.Note) {
+		return c, nil
+	}
+	return c, meta.Put(metaCheckpoint, c.Note)
+}
+
+// SignLog makes the latest checkpoint cover the whole log, as the agent
+// does every audit.checkpoint_interval, after a revoke and at shutdown
+// (SPEC, "Audit log"). When the log's last event is not a checkpoint event
+// (something happened since the latest checkpoint event), it signs the tree,
+// appends the checkpoint event carrying that note, with actor as its Actor,
+// and signs the tree again, that event included. Otherwise it appends
+// nothing: it signs the tree if the latest checkpoint does not cover it yet,
+// and else changes nothing, so that the transaction writes nothing. It
+// returns the latest checkpoint, which covers every event, and the event
+// appended (nil when none was).
+func (tx *Tx) SignLog(origin string, s note.Signer, actor string) (Checkpoint, *Event, error) {
+	due, err := tx.checkpointDue()
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("sign log: %w", err)
+	}
+	var ev *Event
+	if due {
+		c, err := tx.Checkpoint(origin, s)
+		if err != nil {
+			return Checkpoint{}, nil, err
+		}
+		ev = c.Event()
+		ev.Actor = actor
+		if err := tx.Append(ev); err != nil {
+			return Checkpoint{}, nil, err
+		}
+	}
+	c, err := tx.Checkpoint(origin, s)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	return c, ev, nil
+}
+
+// checkpointDue reports whether the log's last event is not a checkpoint
+// event.
+func (tx *Tx) checkpointDue() (bool, error) {
+	tree, err := tx.loadTree()
+	if err != nil || tree.End() == 0 {
+		return false, err
+	}
+	last, err := decodeEvent(tx.bucket(bucketEvents).Get(encodeUint64(tree.End() - 1)))
+	if err != nil {
+		return false, fmt.Errorf("event %d: %w", tree.End()-1, err)
+	}
+	return last.Type != EventCheckpoint, nil
 }
 
 // Event returns the checkpoint event that carries c in the log: detail

@@ -6,16 +6,17 @@ import (
 	"fmt"
 
 	"github.com/transparency-dev/merkle/compact"
+	"go.etcd.io/bbolt"
 )
 
 // Check runs bbolt's consistency check and verifies the store's own
 // invariants: the log is gap-free, every event is well formed and the stored
 // Merkle nodes are those its leaves hash to; the outbox and counters agree
 // with what they count; every record decodes, has its image (which decrypts
-// under its subject's key) and exactly its index entries; no data key
-// outlives its subject's records; spent token ids and their index agree. It
-// reads the whole file: for tests and inspections, not for the daemon's hot
-// path.
+// under its data key) and exactly its chunks and index entries; the key file
+// holds a data key for each record and no other; spent token ids and their
+// index agree. It reads both files whole: for tests and inspections, not
+// for the daemon's hot path.
 func (db *DB) Check() error {
 	// bbolt's check reads the freelist, which only a writable transaction
 	// keeps from concurrent writers.
@@ -24,6 +25,7 @@ func (db *DB) Check() error {
 		for err := range tx.tx.Check() {
 			errs = append(errs, fmt.Errorf("bbolt: %w", err))
 		}
+		errs = append(errs, tx.db.checkKeyFile()...)
 		errs = append(errs, tx.checkLog()...)
 		errs = append(errs, tx.checkRecords()...)
 		errs = append(errs, tx.checkSpent()...)
@@ -32,6 +34,20 @@ func (db *DB) Check() error {
 		}
 		return nil
 	})
+}
+
+// checkKeyFile runs bbolt's check on the key file. writeMu must be held.
+func (db *DB) checkKeyFile() []error {
+	ktx, err := db.keys.Begin(true)
+	if err != nil {
+		return []error{fmt.Errorf("key file: %w", err)}
+	}
+	defer ktx.Rollback()
+	var errs []error
+	for err := range ktx.Check() {
+		errs = append(errs, fmt.Errorf("key file: bbolt: %w", err))
+	}
+	return errs
 }
 
 func (tx *Tx) checkLog() []error {
@@ -100,7 +116,6 @@ func (tx *Tx) checkRecords() []error {
 	var errs []error
 	records := 0
 	entries := make(map[string]int) // bucket → entries the records need
-	subjects := make(map[string]bool)
 	err := tx.bucket(bucketRecords).ForEach(func(k, v []byte) error {
 		records++
 		r, err := decodeRecord(v)
@@ -117,7 +132,13 @@ func (tx *Tx) checkRecords() []error {
 				errs = append(errs, fmt.Errorf("record %s: no entry %x in index %s", k, e.key, e.bucket))
 			}
 		}
-		subjects[r.Subject] = true
+		chunks := tx.chunkKeys(r)
+		for i, c := range chunks {
+			if !bytes.Equal(c, chunkKey(cropPrefix(r), i)) {
+				errs = append(errs, fmt.Errorf("record %s: chunk %d has key %x", k, i, c))
+			}
+		}
+		entries[string(bucketCrops)] += len(chunks)
 		if _, err := tx.openImage(r); err != nil {
 			errs = append(errs, fmt.Errorf("record %s: image: %w", k, err))
 		}
@@ -130,11 +151,25 @@ func (tx *Tx) checkRecords() []error {
 		errs = append(errs, fmt.Errorf("%d records, their counter says %d", records, want))
 	}
 	// Each record has its entries (checked above); none may be left over.
-	entries[string(bucketImages)] = records
-	entries[string(bucketKeys)] = len(subjects)
-	for _, b := range [][]byte{bucketImages, bucketBySubject, bucketByVisit, bucketByExpiry, bucketKeys} {
+	for _, b := range [][]byte{bucketCrops, bucketBySubject, bucketByVisit, bucketByExpiry} {
 		if n := tx.bucket(b).Stats().KeyN; n != entries[string(b)] {
 			errs = append(errs, fmt.Errorf("bucket %s has %d entries, %d records need %d", b, n, records, entries[string(b)]))
+		}
+	}
+	// Each record's key opened its image (checked above); none may be left
+	// over either.
+	err = tx.db.keys.View(func(ktx *bbolt.Tx) error {
+		if n := ktx.Bucket(keyBucketKeys).Stats().KeyN; n != records {
+			errs = append(errs, fmt.Errorf("key file has %d data keys for %d records", n, records))
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range [][]byte{legacyImages, legacyKeys} {
+		if tx.tx.Bucket(name) != nil {
+			errs = append(errs, fmt.Errorf("bucket %s of format 1 is still there", name))
 		}
 	}
 	return errs
