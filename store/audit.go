@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,15 +109,14 @@ func (tx *Tx) append(ev *Event) error {
 	if err != nil {
 		return err
 	}
-	key := encodeUint64(seq)
-	if err := tx.bucket(bucketEvents).Put(key, leaf); err != nil {
+	if err := tx.putEvent(seq, leaf); err != nil {
 		return err
 	}
 	nodes := tx.bucket(bucketNodes)
 	var putErr error
 	if err := tree.Append(hasher.HashLeaf(leaf), func(id compact.NodeID, hash []byte) {
 		if putErr == nil {
-			putErr = nodes.Put(nodeKey(id), hash)
+			putErr = putNode(nodes, id, hash)
 		}
 	}); err != nil {
 		return err
@@ -130,7 +128,7 @@ func (tx *Tx) append(ev *Event) error {
 	if err := meta.Put(metaSize, encodeUint64(tree.End())); err != nil {
 		return err
 	}
-	if err := tx.bucket(bucketOutbox).Put(key, nil); err != nil {
+	if err := tx.bucket(bucketOutbox).Put(encodeUint64(seq), nil); err != nil {
 		return err
 	}
 	return addUint64(meta, metaPending, 1)
@@ -196,33 +194,6 @@ func (db *DB) advanceSize(n uint64) {
 	}
 }
 
-func nodeKey(id compact.NodeID) []byte {
-	return binary.BigEndian.AppendUint64([]byte{byte(id.Level)}, id.Index)
-}
-
-// readNodes returns the stored hashes of perfect subtrees.
-func readNodes(btx *bbolt.Tx, ids []compact.NodeID) ([][]byte, error) {
-	nodes := btx.Bucket(bucketNodes)
-	hashes := make([][]byte, len(ids))
-	for i, id := range ids {
-		h := nodes.Get(nodeKey(id))
-		if len(h) != sha256.Size {
-			return nil, fmt.Errorf("merkle node level %d index %d missing", id.Level, id.Index)
-		}
-		hashes[i] = slices.Clone(h)
-	}
-	return hashes, nil
-}
-
-// readRange returns the compact range [0, size) from the stored nodes.
-func readRange(btx *bbolt.Tx, size uint64) (*compact.Range, error) {
-	hashes, err := readNodes(btx, compact.RangeNodes(0, size, nil))
-	if err != nil {
-		return nil, err
-	}
-	return rangeFactory.NewRange(0, size, hashes)
-}
-
 // rootOf returns the root hash of a compact range starting at 0.
 func rootOf(r *compact.Range) ([]byte, error) {
 	if r.End() == 0 {
@@ -243,11 +214,11 @@ func (db *DB) Events(from uint64, limit int) ([][]byte, error) {
 	}
 	var evs [][]byte
 	err := db.boltTx(false, func(btx *bbolt.Tx) error {
-		c := btx.Bucket(bucketEvents).Cursor()
-		for k, v := c.Seek(encodeUint64(from)); k != nil && len(evs) < limit; k, v = c.Next() {
-			evs = append(evs, slices.Clone(v))
-		}
-		return nil
+		size := getUint64(btx.Bucket(bucketMeta), metaSize)
+		return newLogReader(btx).each(from, size, func(_ uint64, ev []byte) bool {
+			evs = append(evs, slices.Clone(ev))
+			return len(evs) < limit
+		})
 	})
 	return evs, err
 }
@@ -407,7 +378,11 @@ func (tx *Tx) checkpointDue() (bool, error) {
 	if err != nil || tree.End() == 0 {
 		return false, err
 	}
-	last, err := decodeEvent(tx.bucket(bucketEvents).Get(encodeUint64(tree.End() - 1)))
+	b, err := newLogReader(tx.tx).event(tree.End() - 1)
+	if err != nil {
+		return false, err
+	}
+	last, err := decodeEvent(b)
 	if err != nil {
 		return false, fmt.Errorf("event %d: %w", tree.End()-1, err)
 	}

@@ -224,7 +224,8 @@ func assertSeqs(tb testing.TB, db *store.DB, n int) {
 
 func TestProofs(t *testing.T) {
 	db, _ := MustOpenDB(t)
-	const n = 70
+	// More than two blocks of 64 events, the last one unfinished.
+	const n = 140
 	// Batches of varied sizes, so trees grow by one and by several leaves.
 	for appended, batch := 0, 1; appended < n; batch = batch%7 + 1 {
 		k := min(batch, n-appended)

@@ -57,15 +57,17 @@ func (tx *Tx) checkLog() []error {
 	tree := rangeFactory.NewEmptyRange(0)
 	nodes := tx.bucket(bucketNodes)
 	visit := func(id compact.NodeID, hash []byte) {
+		if id.Level < nodeMinLevel {
+			return
+		}
 		if got := nodes.Get(nodeKey(id)); !bytes.Equal(got, hash) {
 			errs = append(errs, fmt.Errorf("merkle node level %d index %d: stored %x, leaves give %x", id.Level, id.Index, got, hash))
 		}
 	}
-	err := tx.bucket(bucketEvents).ForEach(func(k, v []byte) error {
-		seq := tree.End()
-		if decodeUint64(k) != seq || len(k) != 8 {
-			return fmt.Errorf("event key %x where seq %d expected", k, seq)
-		}
+	if err := checkLogEnd(tx.tx, size); err != nil {
+		errs = append(errs, err)
+	}
+	err := newLogReader(tx.tx).each(0, size, func(seq uint64, v []byte) bool {
 		ev, err := parseEvent(v)
 		switch {
 		case err != nil:
@@ -73,7 +75,11 @@ func (tx *Tx) checkLog() []error {
 		case ev.Seq != seq || ev.Site != tx.db.Site || ev.Camera != tx.db.Camera:
 			errs = append(errs, fmt.Errorf("event %d: says seq %d, %s/%s", seq, ev.Seq, ev.Site, ev.Camera))
 		}
-		return tree.Append(hasher.HashLeaf(v), visit)
+		if err := tree.Append(hasher.HashLeaf(v), visit); err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		return true
 	})
 	if err != nil {
 		return append(errs, err)
@@ -81,8 +87,14 @@ func (tx *Tx) checkLog() []error {
 	if tree.End() != size {
 		errs = append(errs, fmt.Errorf("log has %d events, tree size says %d", tree.End(), size))
 	}
-	if n := nodes.Stats().KeyN; n != nodeCount(size) {
-		errs = append(errs, fmt.Errorf("%d merkle nodes stored, want %d", n, nodeCount(size)))
+	if n, want := tx.bucket(bucketEvents).Stats().KeyN, int(size%eventBlock); n != want {
+		errs = append(errs, fmt.Errorf("%d single events stored, want %d", n, want))
+	}
+	if n, want := tx.bucket(bucketBlocks).Stats().KeyN, int(size/eventBlock); n != want {
+		errs = append(errs, fmt.Errorf("%d event blocks stored, want %d", n, want))
+	}
+	if n := nodes.Stats().KeyN; n != storedNodes(size) {
+		errs = append(errs, fmt.Errorf("%d merkle nodes stored, want %d", n, storedNodes(size)))
 	}
 
 	outbox := 0
@@ -100,16 +112,6 @@ func (tx *Tx) checkLog() []error {
 		errs = append(errs, fmt.Errorf("outbox holds %d events, its counter says %d", outbox, want))
 	}
 	return errs
-}
-
-// nodeCount is the number of perfect subtrees, leaves included, in a tree of
-// size leaves.
-func nodeCount(size uint64) int {
-	n := 0
-	for s := size; s > 0; s >>= 1 {
-		n += int(s)
-	}
-	return n
 }
 
 func (tx *Tx) checkRecords() []error {

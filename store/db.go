@@ -45,20 +45,21 @@ var (
 	bucketBySubject = []byte("bysubject") // prefix(subject) + id → nil
 	bucketByVisit   = []byte("byvisit")   // prefix(visit) + id → nil
 	bucketByExpiry  = []byte("byexpiry")  // time + id → nil, one per distinct tag expiry
-	bucketEvents    = []byte("events")    // seq → event JSON (Merkle leaf)
-	bucketNodes     = []byte("nodes")     // level + index → hash of a perfect subtree
+	bucketEvents    = []byte("events")    // seq → event JSON (Merkle leaf), those not in a block yet (logstore.go)
+	bucketBlocks    = []byte("blocks")    // seq → a compressed block of events from seq
+	bucketNodes     = []byte("nodes")     // level + index → hash of a perfect subtree of 16 leaves or more
 	bucketOutbox    = []byte("outbox")    // seq → nil, events not yet acknowledged
 	bucketSpent     = []byte("spent")     // jti → time until which it is remembered
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketCrops,
-		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
-		bucketOutbox, bucketSpent, bucketSpentExp}
+		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketBlocks,
+		bucketNodes, bucketOutbox, bucketSpent, bucketSpentExp}
 
 	// appendBuckets have keys that mostly grow (sequences and times): their
 	// pages are filled before they split, not half-filled.
-	appendBuckets = [][]byte{bucketCrops, bucketByExpiry, bucketEvents, bucketNodes,
-		bucketOutbox, bucketSpentExp}
+	appendBuckets = [][]byte{bucketCrops, bucketByExpiry, bucketEvents, bucketBlocks,
+		bucketNodes, bucketOutbox, bucketSpentExp}
 )
 
 // Keys of the meta bucket.
@@ -294,7 +295,7 @@ func (db *DB) openBolt() (byte, error) {
 func (db *DB) loadSize() error {
 	return db.bolt.View(func(btx *bbolt.Tx) error {
 		size := getUint64(btx.Bucket(bucketMeta), metaSize)
-		if err := checkLogEnd(btx.Bucket(bucketEvents), size); err != nil {
+		if err := checkLogEnd(btx, size); err != nil {
 			return err
 		}
 		db.size.Store(size)
@@ -322,18 +323,6 @@ func (db *DB) checkFormat(meta *bbolt.Bucket, version, oldest byte) (byte, error
 		return 0, errors.New("the master key is not the one this store was created with")
 	}
 	return v[0], nil
-}
-
-// checkLogEnd makes sure the events bucket ends where the tree does.
-func checkLogEnd(events *bbolt.Bucket, size uint64) error {
-	k, _ := events.Cursor().Last()
-	switch {
-	case size == 0 && k == nil:
-		return nil
-	case size == 0 || k == nil || decodeUint64(k) != size-1:
-		return fmt.Errorf("audit log corrupt: tree size %d, last event key %x", size, k)
-	}
-	return nil
 }
 
 // Close closes the files. It waits for transactions in progress.

@@ -9,15 +9,18 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Format version 1 (commit c2970df and before) sealed crops under one data
 // key per subject, kept wrapped by the master key in the store file itself,
 // and stored each sealed crop whole, in the images bucket. A subject's key
 // outlived an expired record while the subject had another, and only a
-// rewrite of the whole file could destroy an erased key. Open migrates such a
-// store in place: every crop is sealed again under a data key of its own
-// (key file) and stored in chunks, the old buckets are deleted, then the
+// rewrite of the whole file could destroy an erased key. It also kept every
+// event and every Merkle hash one by one. Open migrates such a store in
+// place: every crop is sealed again under a data key of its own (key file)
+// and stored in chunks, the events are put in blocks and the hashes of small
+// subtrees dropped (logstore.go), the old buckets are deleted, then the
 // freed pages of the file, which hold the old keys and sealed crops, are
 // overwritten and the file compacted once.
 var (
@@ -28,8 +31,13 @@ var (
 	metaWipe = []byte("wipe")
 )
 
-// migrateBatch is how many crops one transaction of the migration moves.
-const migrateBatch = 256
+// How much one transaction of the migration does: crops moved, event
+// blocks sealed, Merkle hashes deleted.
+const (
+	migrateCropBatch  = 256
+	migrateBlockBatch = 256
+	migrateNodeBatch  = 1 << 16
+)
 
 // migrate brings a store file of format 1 to format 2. A crash leaves it
 // resumable: each transaction moves some crops (their new keys committed to
@@ -37,18 +45,20 @@ const migrateBatch = 256
 // images bucket is what is left to do. db.mu must be held for writing.
 func (db *DB) migrate() error {
 	db.Logger.Info("migrating the store from format 1", logKeyPath, db.path)
-	for {
-		n, err := db.migrateCrops()
-		if err != nil {
-			return fmt.Errorf("migrate from format 1: %w", err)
-		}
-		if n == 0 {
-			break
+	for _, step := range []func() (int, error){db.migrateCrops, db.migrateLog} {
+		for {
+			n, err := step()
+			if err != nil {
+				return fmt.Errorf("migrate from format 1: %w", err)
+			}
+			if n == 0 {
+				break
+			}
 		}
 	}
 	err := db.update(func(tx *Tx) error {
 		for _, name := range [][]byte{legacyImages, legacyKeys} {
-			if err := tx.tx.DeleteBucket(name); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+			if err := tx.tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 				return err
 			}
 		}
@@ -78,7 +88,7 @@ func (db *DB) migrateCrops() (int, error) {
 		subjects := make(map[string]cipher.AEAD)
 		var done [][]byte
 		c := images.Cursor()
-		for id, sealed := c.First(); id != nil && n < migrateBatch; id, sealed = c.Next() {
+		for id, sealed := c.First(); id != nil && n < migrateCropBatch; id, sealed = c.Next() {
 			done = append(done, append([]byte(nil), id...))
 			n++
 			r, err := tx.Record(string(id))
@@ -111,6 +121,41 @@ func (db *DB) migrateCrops() (int, error) {
 				return err
 			}
 		}
+		return nil
+	})
+	return n, err
+}
+
+// migrateLog seals up to migrateBlockBatch blocks of events and deletes
+// up to migrateNodeBatch hashes of small subtrees in one transaction, and
+// returns how many things it did.
+func (db *DB) migrateLog() (int, error) {
+	n := 0
+	err := db.update(func(tx *Tx) error {
+		n = 0
+		size := getUint64(tx.bucket(bucketMeta), metaSize)
+		for range migrateBlockBatch {
+			k, _ := tx.bucket(bucketEvents).Cursor().First()
+			if k == nil || decodeUint64(k)+eventBlock > size {
+				break
+			}
+			if err := sealBlock(tx.tx, decodeUint64(k)); err != nil {
+				return err
+			}
+			n++
+		}
+		nodes := tx.bucket(bucketNodes)
+		var small [][]byte
+		c := nodes.Cursor()
+		for k, _ := c.First(); k != nil && k[0] < nodeMinLevel && len(small) < migrateNodeBatch; k, _ = c.Next() {
+			small = append(small, append([]byte(nil), k...))
+		}
+		for _, k := range small {
+			if err := nodes.Delete(k); err != nil {
+				return err
+			}
+		}
+		n += len(small)
 		return nil
 	})
 	return n, err
