@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -339,15 +340,19 @@ func (tx *Tx) checkpoint(origin string, s note.Signer) (Checkpoint, error) {
 
 // SignLog makes the latest checkpoint cover the whole log, as the agent
 // does every audit.checkpoint_interval, after a revoke and at shutdown
-// (SPEC, "Audit log"). When the log's last event is not a checkpoint event
-// (something happened since the latest checkpoint event), it signs the tree,
-// appends the checkpoint event carrying that note, with actor as its Actor,
-// and signs the tree again, that event included. Otherwise it appends
-// nothing: it signs the tree if the latest checkpoint does not cover it yet,
-// and else changes nothing, so that the transaction writes nothing. It
-// returns the latest checkpoint, which covers every event, and the event
-// appended (nil when none was).
+// (SPEC, "Audit log"). When the latest checkpoint, signed by s, covers
+// every event already, it returns it and changes nothing, so that the
+// transaction writes nothing. Otherwise, when the log's last event is not a
+// checkpoint event (something happened since the last one), it signs the
+// tree, appends the checkpoint event carrying that note, with actor as its
+// Actor, and signs the tree again, that event included; when it is, it only
+// signs the tree. It returns the latest checkpoint, which covers every
+// event, and the event appended (nil when none was).
 func (tx *Tx) SignLog(origin string, s note.Signer, actor string) (Checkpoint, *Event, error) {
+	latest := tx.bucket(bucketMeta).Get(metaCheckpoint)
+	if c, ok := ownCheckpoint(latest, s); ok && c.Origin == origin && c.Size == getUint64(tx.bucket(bucketMeta), metaSize) {
+		return c, nil, nil // nothing happened: nothing to sign or write
+	}
 	due, err := tx.checkpointDue()
 	if err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("sign log: %w", err)
@@ -369,6 +374,33 @@ func (tx *Tx) SignLog(origin string, s note.Signer, actor string) (Checkpoint, *
 		return Checkpoint{}, nil, err
 	}
 	return c, ev, nil
+}
+
+// ownCheckpoint parses a checkpoint note this store signed with s: its
+// body, once it made sure that s's key signed it (by name and key hash,
+// without checking the signature, which it made).
+func ownCheckpoint(msg []byte, s note.Signer) (Checkpoint, bool) {
+	text, sigs, ok := strings.Cut(string(msg), "\n\n")
+	lines := strings.Split(text, "\n")
+	if !ok || len(lines) < 3 {
+		return Checkpoint{}, false
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		return Checkpoint{}, false
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != sha256.Size {
+		return Checkpoint{}, false
+	}
+	for line := range strings.Lines(sigs) {
+		name, sig, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(line, "\n"), "— "), " ")
+		b, err := base64.StdEncoding.DecodeString(sig)
+		if name == s.Name() && err == nil && len(b) > 4 && binary.BigEndian.Uint32(b) == s.KeyHash() {
+			return Checkpoint{Origin: lines[0], Size: size, Root: root, Note: slices.Clone(msg)}, true
+		}
+	}
+	return Checkpoint{}, false
 }
 
 // checkpointDue reports whether the log's last event is not a checkpoint

@@ -380,6 +380,38 @@ func TestSignLog(t *testing.T) {
 		covers(t, db, c) // size 3
 	})
 
+	// A new device key signs the log again at the next step, even when
+	// nothing happened.
+	t.Run("NewDeviceKey", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 2, store.EventWindowOpened)
+		signLog(t, db)
+		newKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x43}, ed25519.SeedSize))
+		newSigner, err := store.NewCheckpointSigner(testOrigin, newKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c store.Checkpoint
+		var ev *store.Event
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			c, ev, err = tx.SignLog(testOrigin, newSigner, "agent")
+			return err
+		})
+		if ev != nil {
+			t.Errorf("a checkpoint event with nothing new: %+v", ev)
+		}
+		v, err := store.NewCheckpointVerifier(testOrigin, newKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := note.Open(c.Note, note.VerifierList(v)); err != nil || c.Size != db.Size() {
+			t.Errorf("checkpoint of size %d (log %d) not signed with the new key: %v", c.Size, db.Size(), err)
+		}
+		// And back to the test key, which the end-of-test check expects.
+		c, _ = signLog(t, db)
+		covers(t, db, c)
+	})
+
 	t.Run("EmptyLog", func(t *testing.T) {
 		db, _ := MustOpenDB(t)
 		c, ev := signLog(t, db)

@@ -200,8 +200,8 @@ func (tx *Tx) openImage(r *Record) ([]byte, error) {
 	return img, nil
 }
 
-// Erase deletes the records of a subject or a visit, their index entries
-// and their data keys, and returns the records as they were. Append the
+// Erase deletes the records of a subject or a visit, their crops, index
+// entries and data keys, and returns the records as they were. Append the
 // audit events in the same transaction.
 func (tx *Tx) Erase(sel Selector) ([]*Record, error) {
 	recs, err := tx.Records(sel)
