@@ -52,9 +52,9 @@ var (
 	bucketSpent     = []byte("spent")     // jti → time until which it is remembered
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketCrops,
-		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketBlocks,
-		bucketNodes, bucketOutbox, bucketSpent, bucketSpentExp}
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketCrops, bucketBlocks,
+		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
+		bucketOutbox, bucketSpent, bucketSpentExp}
 
 	// appendBuckets have keys that mostly grow (sequences and times): their
 	// pages are filled before they split, not half-filled.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"go.etcd.io/bbolt"
@@ -60,10 +61,9 @@ func sealBlock(btx *bbolt.Tx, first uint64) error {
 		return fmt.Errorf("seal events from %d: only %d of them", first, seq-first)
 	}
 	var block bytes.Buffer
-	w, err := flate.NewWriter(&block, flate.BestCompression)
-	if err != nil {
-		return err
-	}
+	w := flateWriters.Get().(*flate.Writer)
+	defer flateWriters.Put(w)
+	w.Reset(&block)
 	if _, err := w.Write(raw); err != nil {
 		return err
 	}
@@ -80,6 +80,17 @@ func sealBlock(btx *bbolt.Tx, first uint64) error {
 	}
 	return nil
 }
+
+// flateWriters keeps DEFLATE writers, whose state takes more time to
+// allocate than a block takes to compress. BestSpeed compresses a block of
+// events about 6 times (BestCompression 6.6 times, seven times slower).
+var flateWriters = sync.Pool{New: func() any {
+	w, err := flate.NewWriter(nil, flate.BestSpeed)
+	if err != nil {
+		panic(err) // only for a bad level
+	}
+	return w
+}}
 
 // decodeBlock returns the events of a sealed block.
 func decodeBlock(block []byte) ([][]byte, error) {
