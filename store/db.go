@@ -248,7 +248,7 @@ func (db *DB) open() error {
 	if missing > 0 {
 		db.Logger.Error("records without a data key: their crops cannot be read", logKeyCount, missing)
 	}
-	_, f, err := db.wipeKeyFile()
+	_, f, err := db.wipeKeyFile(nil)
 	if err = errors.Join(err, syncClose(f)); err != nil {
 		return err
 	}

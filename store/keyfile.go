@@ -259,85 +259,16 @@ func (db *DB) removeOrphanKeys() (removed, missing int, err error) {
 	return len(orphans), st.missing, nil
 }
 
-// wipeKeyFile overwrites the key file's freed pages with zeros. db.mu must
-// be held for writing. It returns the bytes overwritten and the file to
-// sync, nil when nothing was written.
-func (db *DB) wipeKeyFile() (int64, *os.File, error) {
-	n, f, err := wipeFreePages(db.keys)
+// wipeKeyFile overwrites the key file's freed pages with zeros; img, if
+// not nil, is the file read beforehand (readImage). db.mu must be held for
+// writing. It returns the bytes overwritten and the file to sync, nil when
+// nothing was written.
+func (db *DB) wipeKeyFile(img *fileImage) (int64, *os.File, error) {
+	n, f, err := wipeFreePages(db.keys, img)
 	if err != nil {
 		return 0, nil, fmt.Errorf("wipe key file: %w", err)
 	}
 	return n, f, nil
-}
-
-// wipeFreePages overwrites with zeros, in place, the freed pages of a bbolt
-// file that are not all zeros yet: bbolt never overwrites a page it frees
-// until it reuses it. No transaction of b may be open, so that every page
-// freed by a committed transaction is free for good. It returns the bytes
-// written and the file they were written through, open for the caller to
-// sync and close (nil when nothing was written).
-func wipeFreePages(b *bbolt.DB) (int64, *os.File, error) {
-	// A write transaction first releases the pages freed by the
-	// transactions before it; it allocates nothing and is rolled back.
-	tx, err := b.Begin(true)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer tx.Rollback()
-	size := b.Info().PageSize
-	var f *os.File
-	page := make([]byte, size)
-	zeros := make([]byte, size)
-	var written int64
-	for id := 2; ; id++ {
-		info, err := tx.Page(id)
-		if err != nil {
-			return 0, closeFile(f), err
-		}
-		if info == nil {
-			break // past the last page in use
-		}
-		if info.Type != "free" {
-			continue
-		}
-		if f == nil {
-			if f, err = os.OpenFile(b.Path(), os.O_RDWR, 0); err != nil {
-				return 0, nil, err
-			}
-		}
-		off := int64(id) * int64(size)
-		if _, err := f.ReadAt(page, off); err != nil {
-			return 0, closeFile(f), err
-		}
-		if bytes.Equal(page, zeros) {
-			continue
-		}
-		if _, err := f.WriteAt(zeros, off); err != nil {
-			return 0, closeFile(f), err
-		}
-		written += int64(size)
-	}
-	if written == 0 {
-		return 0, closeFile(f), nil
-	}
-	return written, f, nil
-}
-
-// closeFile closes f if it is open and returns nil.
-func closeFile(f *os.File) *os.File {
-	if f != nil {
-		f.Close()
-	}
-	return nil
-}
-
-// syncClose syncs and closes a file wipeFreePages wrote through.
-func syncClose(f *os.File) error {
-	if f == nil {
-		return nil
-	}
-	err := f.Sync()
-	return errors.Join(err, f.Close())
 }
 
 // CompactStats is what Compact did.
@@ -377,6 +308,12 @@ func (db *DB) Compact() (CompactStats, error) {
 	if err == nil {
 		stats.OrphanKeys, _, err = db.removeOrphanKeys()
 	}
+	// Read the key file beforehand, so that while everyone waits only the
+	// pages to overwrite are written, and nothing is read from the disk.
+	var img *fileImage
+	if err == nil {
+		img, err = readImage(db.keys)
+	}
 	db.mu.RUnlock()
 	if err != nil {
 		return stats, fmt.Errorf("compact: %w", err)
@@ -388,7 +325,7 @@ func (db *DB) Compact() (CompactStats, error) {
 	if db.bolt == nil {
 		err = ErrClosed
 	} else {
-		stats.Wiped, f, err = db.wipeKeyFile()
+		stats.Wiped, f, err = db.wipeKeyFile(img)
 	}
 	stats.Stalled = time.Since(start)
 	db.mu.Unlock()

@@ -197,7 +197,7 @@ func (db *DB) finishMigration() error {
 	if err != nil {
 		return err
 	}
-	wiped, f, err := wipeFreePages(db.bolt)
+	wiped, f, err := wipeFreePages(db.bolt, nil)
 	if err = errors.Join(err, syncClose(f)); err != nil {
 		return fmt.Errorf("migrate: wipe: %w", err)
 	}
