@@ -8,11 +8,17 @@ import (
 
 // What the black-box tests need to see of the files' insides.
 
-// DecodeRecord and EncodeRecord expose the record encoding to the fuzzer.
+// DecodeRecord and EncodeRecord expose the record encoding to the fuzzer,
+// DecodeBlock and EncodeBlock that of a block of events.
 var (
 	DecodeRecord = decodeRecord
 	EncodeRecord = encodeRecord
+	DecodeBlock  = decodeBlock
+	EncodeBlock  = encodeBlock
 )
+
+// EventBlock is how many events a block holds.
+const EventBlock = eventBlock
 
 // DataKeyAD is the additional data of a record's wrapped data key.
 var DataKeyAD = dataKeyAD

@@ -44,7 +44,7 @@ func (tx *Tx) putEvent(seq uint64, leaf []byte) error {
 // a block and deletes them.
 func sealBlock(btx *bbolt.Tx, first uint64) error {
 	events := btx.Bucket(bucketEvents)
-	var raw []byte
+	evs := make([][]byte, 0, eventBlock)
 	keys := make([][]byte, 0, eventBlock)
 	c := events.Cursor()
 	seq := first
@@ -52,25 +52,18 @@ func sealBlock(btx *bbolt.Tx, first uint64) error {
 		if decodeUint64(k) != seq {
 			return fmt.Errorf("seal events from %d: found %x where %d was expected", first, k, seq)
 		}
-		raw = binary.AppendUvarint(raw, uint64(len(v)))
-		raw = append(raw, v...)
+		evs = append(evs, v)
 		keys = append(keys, k)
 		seq++
 	}
 	if seq != first+eventBlock {
 		return fmt.Errorf("seal events from %d: only %d of them", first, seq-first)
 	}
-	var block bytes.Buffer
-	w := flateWriters.Get().(*flate.Writer)
-	defer flateWriters.Put(w)
-	w.Reset(&block)
-	if _, err := w.Write(raw); err != nil {
+	block, err := encodeBlock(evs)
+	if err != nil {
 		return err
 	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := btx.Bucket(bucketBlocks).Put(encodeUint64(first), block.Bytes()); err != nil {
+	if err := btx.Bucket(bucketBlocks).Put(encodeUint64(first), block); err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -79,6 +72,27 @@ func sealBlock(btx *bbolt.Tx, first uint64) error {
 		}
 	}
 	return nil
+}
+
+// encodeBlock compresses events, each as its length (uvarint) and its
+// bytes.
+func encodeBlock(evs [][]byte) ([]byte, error) {
+	var raw []byte
+	for _, ev := range evs {
+		raw = binary.AppendUvarint(raw, uint64(len(ev)))
+		raw = append(raw, ev...)
+	}
+	var block bytes.Buffer
+	w := flateWriters.Get().(*flate.Writer)
+	defer flateWriters.Put(w)
+	w.Reset(&block)
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return block.Bytes(), nil
 }
 
 // flateWriters keeps DEFLATE writers, whose state takes more time to
@@ -92,7 +106,8 @@ var flateWriters = sync.Pool{New: func() any {
 	return w
 }}
 
-// decodeBlock returns the events of a sealed block.
+// decodeBlock returns the events of a sealed block: eventBlock of them, or
+// an error.
 func decodeBlock(block []byte) ([][]byte, error) {
 	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(block)))
 	if err != nil {
