@@ -508,7 +508,8 @@ func (a *Agent) checkpoint() ([]byte, error) {
 	return note, nil
 }
 
-// compact rewrites the store so that no freed page keeps erased bytes.
+// compact runs the store's maintenance step after erasures: the erased
+// records' data keys are overwritten on disk (store.DB.Compact).
 func (a *Agent) compact() error {
 	stats, err := a.Store.Compact()
 	if err != nil {
