@@ -641,8 +641,8 @@ func (a *Agent) sweep() error {
 	return nil
 }
 
-// checkpoint signs the log as it stands and records a checkpoint event
-// carrying the signed note, which it returns.
+// checkpoint brings the latest checkpoint up to the whole log and returns
+// its note.
 func (a *Agent) checkpoint() ([]byte, error) {
 	var note []byte
 	err := a.Store.Update(func(tx *store.Tx) error {
@@ -653,19 +653,16 @@ func (a *Agent) checkpoint() ([]byte, error) {
 	return note, err
 }
 
-// appendCheckpoint signs the log as it stands in tx and appends the
-// checkpoint event carrying the signed note, which it returns.
+// appendCheckpoint brings the latest checkpoint up to the whole log as it
+// stands in tx (with a checkpoint event only when something happened since
+// the last one: store.Tx.SignLog) and returns its note.
 func (a *Agent) appendCheckpoint(tx *store.Tx) ([]byte, error) {
-	cp, err := tx.Checkpoint(a.Origin(), a.signer)
-	if err != nil {
-		return nil, err
-	}
-	ev := cp.Event()
-	ev.Actor = actorAgent
-	return cp.Note, tx.Append(ev)
+	cp, _, err := tx.SignLog(a.Origin(), a.signer, actorAgent)
+	return cp.Note, err
 }
 
-// compact rewrites the store so that no freed page keeps erased bytes.
+// compact runs the store's maintenance step after erasures: the erased
+// records' data keys are overwritten on disk (store.DB.Compact).
 func (a *Agent) compact() error {
 	stats, err := a.Store.Compact()
 	if err != nil {

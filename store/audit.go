@@ -127,15 +127,14 @@ func (tx *Tx) append(ev *Event) error {
 	if err != nil {
 		return err
 	}
-	key := encodeUint64(seq)
-	if err := tx.bucket(bucketEvents).Put(key, leaf); err != nil {
+	if err := tx.putEvent(seq, leaf); err != nil {
 		return err
 	}
 	nodes := tx.bucket(bucketNodes)
 	var putErr error
 	if err := tree.Append(hasher.HashLeaf(leaf), func(id compact.NodeID, hash []byte) {
 		if putErr == nil {
-			putErr = nodes.Put(nodeKey(id), hash)
+			putErr = putNode(nodes, id, hash)
 		}
 	}); err != nil {
 		return err
@@ -147,7 +146,7 @@ func (tx *Tx) append(ev *Event) error {
 	if err := meta.Put(metaSize, encodeUint64(tree.End())); err != nil {
 		return err
 	}
-	if err := tx.bucket(bucketOutbox).Put(key, nil); err != nil {
+	if err := tx.bucket(bucketOutbox).Put(encodeUint64(seq), nil); err != nil {
 		return err
 	}
 	return addUint64(meta, metaPending, 1)
@@ -206,33 +205,6 @@ func (tx *Tx) loadTree() (*compact.Range, error) {
 // serialised and their commit handlers run in commit order.
 func (db *DB) advanceSize(n uint64) { db.size.Store(n) }
 
-func nodeKey(id compact.NodeID) []byte {
-	return binary.BigEndian.AppendUint64([]byte{byte(id.Level)}, id.Index)
-}
-
-// readNodes returns the stored hashes of perfect subtrees.
-func readNodes(btx *bbolt.Tx, ids []compact.NodeID) ([][]byte, error) {
-	nodes := btx.Bucket(bucketNodes)
-	hashes := make([][]byte, len(ids))
-	for i, id := range ids {
-		h := nodes.Get(nodeKey(id))
-		if len(h) != sha256.Size {
-			return nil, fmt.Errorf("merkle node level %d index %d missing", id.Level, id.Index)
-		}
-		hashes[i] = slices.Clone(h)
-	}
-	return hashes, nil
-}
-
-// readRange returns the compact range [0, size) from the stored nodes.
-func readRange(btx *bbolt.Tx, size uint64) (*compact.Range, error) {
-	hashes, err := readNodes(btx, compact.RangeNodes(0, size, nil))
-	if err != nil {
-		return nil, err
-	}
-	return rangeFactory.NewRange(0, size, hashes)
-}
-
 // rootOf returns the root hash of a compact range starting at 0.
 func rootOf(r *compact.Range) ([]byte, error) {
 	if r.End() == 0 {
@@ -253,11 +225,11 @@ func (db *DB) Events(from uint64, limit int) ([][]byte, error) {
 	}
 	var evs [][]byte
 	err := db.boltTx(false, func(btx *bbolt.Tx) error {
-		c := btx.Bucket(bucketEvents).Cursor()
-		for k, v := c.Seek(encodeUint64(from)); k != nil && len(evs) < limit; k, v = c.Next() {
-			evs = append(evs, slices.Clone(v))
-		}
-		return nil
+		size := getUint64(btx.Bucket(bucketMeta), metaSize)
+		return newLogReader(btx).each(from, size, func(_ uint64, ev []byte) bool {
+			evs = append(evs, slices.Clone(ev))
+			return len(evs) < limit
+		})
 	})
 	return evs, err
 }
@@ -340,7 +312,7 @@ func Origin(site, camera string) string { return "consentcam/" + site + "/" + ca
 // Checkpoint signs the tree as it stands in the transaction and keeps the
 // note as the latest checkpoint. The signer's key name must be origin
 // (NewCheckpointSigner). Append c.Event() after it so that the log carries
-// its checkpoints.
+// its checkpoints; SignLog does both, and only when something happened.
 func (tx *Tx) Checkpoint(origin string, s note.Signer) (Checkpoint, error) {
 	c, err := tx.checkpoint(origin, s)
 	if err != nil {
@@ -367,7 +339,96 @@ func (tx *Tx) checkpoint(origin string, s note.Signer) (Checkpoint, error) {
 	if c.Note, err = note.Sign(&note.Note{Text: checkpointBody(origin, c.Size, c.Root)}, s); err != nil {
 		return Checkpoint{}, fmt.Errorf("sign: %w", err)
 	}
-	return c, tx.bucket(bucketMeta).Put(metaCheckpoint, c.Note)
+	// Ed25519 signatures are deterministic: the same tree signed again
+	// gives the same note, which need not be written again.
+	meta := tx.bucket(bucketMeta)
+	if bytes.Equal(meta.Get(metaCheckpoint), c.Note) {
+		return c, nil
+	}
+	return c, meta.Put(metaCheckpoint, c.Note)
+}
+
+// SignLog makes the latest checkpoint cover the whole log, as the agent
+// does every audit.checkpoint_interval, after a revoke and at shutdown
+// (SPEC, "Audit log"). When the latest checkpoint, signed by s, covers
+// every event already, it returns it and changes nothing, so that the
+// transaction writes nothing. Otherwise, when the log's last event is not a
+// checkpoint event (something happened since the last one), it signs the
+// tree, appends the checkpoint event carrying that note, with actor as its
+// Actor, and signs the tree again, that event included; when it is, it only
+// signs the tree. It returns the latest checkpoint, which covers every
+// event, and the event appended (nil when none was).
+func (tx *Tx) SignLog(origin string, s note.Signer, actor string) (Checkpoint, *Event, error) {
+	latest := tx.bucket(bucketMeta).Get(metaCheckpoint)
+	if c, ok := ownCheckpoint(latest, s); ok && c.Origin == origin && c.Size == getUint64(tx.bucket(bucketMeta), metaSize) {
+		return c, nil, nil // nothing happened: nothing to sign or write
+	}
+	due, err := tx.checkpointDue()
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("sign log: %w", err)
+	}
+	var ev *Event
+	if due {
+		c, err := tx.Checkpoint(origin, s)
+		if err != nil {
+			return Checkpoint{}, nil, err
+		}
+		ev = c.Event()
+		ev.Actor = actor
+		if err := tx.Append(ev); err != nil {
+			return Checkpoint{}, nil, err
+		}
+	}
+	c, err := tx.Checkpoint(origin, s)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	return c, ev, nil
+}
+
+// ownCheckpoint parses a checkpoint note this store signed with s: its
+// body, once it made sure that s's key signed it (by name and key hash,
+// without checking the signature, which it made).
+func ownCheckpoint(msg []byte, s note.Signer) (Checkpoint, bool) {
+	text, sigs, ok := strings.Cut(string(msg), "\n\n")
+	lines := strings.Split(text, "\n")
+	if !ok || len(lines) < 3 {
+		return Checkpoint{}, false
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		return Checkpoint{}, false
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != sha256.Size {
+		return Checkpoint{}, false
+	}
+	for line := range strings.Lines(sigs) {
+		name, sig, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(line, "\n"), "— "), " ")
+		b, err := base64.StdEncoding.DecodeString(sig)
+		if name == s.Name() && err == nil && len(b) > 4 && binary.BigEndian.Uint32(b) == s.KeyHash() {
+			return Checkpoint{Origin: lines[0], Size: size, Root: root, Note: slices.Clone(msg)}, true
+		}
+	}
+	return Checkpoint{}, false
+}
+
+// checkpointDue reports whether the log's last event is not a checkpoint
+// event.
+func (tx *Tx) checkpointDue() (bool, error) {
+	tree, err := tx.loadTree()
+	if err != nil || tree.End() == 0 {
+		return false, err
+	}
+	b, err := newLogReader(tx.tx).event(tree.End() - 1)
+	if err != nil {
+		return false, err
+	}
+	last, err := decodeEvent(b)
+	if err != nil {
+		return false, fmt.Errorf("event %d: %w", tree.End()-1, err)
+	}
+	return last.Type != EventCheckpoint, nil
 }
 
 // Event returns the checkpoint event that carries c in the log: detail

@@ -226,7 +226,8 @@ func assertSeqs(tb testing.TB, db *store.DB, n int) {
 
 func TestProofs(t *testing.T) {
 	db, _ := MustOpenDB(t)
-	const n = 70
+	// More than two blocks of 64 events, the last one unfinished.
+	const n = 140
 	// Batches of varied sizes, so trees grow by one and by several leaves.
 	for appended, batch := 0, 1; appended < n; batch = batch%7 + 1 {
 		k := min(batch, n-appended)
@@ -297,6 +298,129 @@ func TestProofs(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+// TestSignLog: the checkpoint step of the agent appends a checkpoint event
+// only when something happened since the last one, and always leaves the
+// latest checkpoint covering the whole log.
+func TestSignLog(t *testing.T) {
+	signLog := func(t *testing.T, db *store.DB) (store.Checkpoint, *store.Event) {
+		t.Helper()
+		var c store.Checkpoint
+		var ev *store.Event
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			var err error
+			c, ev, err = tx.SignLog(testOrigin, MustSigner(t), "agent")
+			return err
+		})
+		return c, ev
+	}
+	// covers checks that c is the latest checkpoint and signs the whole log.
+	covers := func(t *testing.T, db *store.DB, c store.Checkpoint) {
+		t.Helper()
+		n := db.Size()
+		if c.Size != n || !bytes.Equal(c.Root, MustRoot(t, db, n)) {
+			t.Errorf("checkpoint of size %d, the log has %d events", c.Size, n)
+		}
+		if latest, err := db.LatestCheckpoint(); err != nil || !bytes.Equal(latest, c.Note) {
+			t.Errorf("LatestCheckpoint is not the checkpoint returned (%v)", err)
+		}
+		rep, err := store.VerifyLog(bytes.NewReader(MustLog(t, db)), c.Note, testDevicePub)
+		if err != nil || rep.Uncovered != 0 {
+			t.Errorf("the log against the checkpoint: %+v, %v; want every event covered", rep, err)
+		}
+	}
+
+	t.Run("AfterEvents", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 3, store.EventWindowOpened)
+		c, ev := signLog(t, db)
+		if ev == nil || ev.Seq != 3 || ev.Type != store.EventCheckpoint || ev.Actor != "agent" || ev.Detail["size"] != uint64(3) {
+			t.Fatalf("event appended: %+v, want a checkpoint event at seq 3 of the 3 events before it", ev)
+		}
+		covers(t, db, c) // size 4: its own event included
+	})
+
+	t.Run("NothingHappened", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 2, store.EventWindowOpened)
+		first, _ := signLog(t, db)
+		files := map[string][]byte{db.Path(): MustRead(t, db.Path()), db.KeysPath(): MustRead(t, db.KeysPath())}
+		for range 3 {
+			c, ev := signLog(t, db)
+			if ev != nil {
+				t.Fatalf("a checkpoint event with nothing new: %+v", ev)
+			}
+			if !bytes.Equal(c.Note, first.Note) {
+				t.Errorf("checkpoint changed with nothing new:\n%s\nthen\n%s", first.Note, c.Note)
+			}
+		}
+		for path, b := range files {
+			if !bytes.Equal(MustRead(t, path), b) {
+				t.Errorf("%s was written with nothing new", path)
+			}
+		}
+		covers(t, db, first)
+		// Then something happens.
+		MustAppend(t, db, 1, store.EventWindowClosed)
+		c, ev := signLog(t, db)
+		if ev == nil || ev.Seq != 4 {
+			t.Fatalf("event appended: %+v, want a checkpoint event at seq 4", ev)
+		}
+		covers(t, db, c)
+	})
+
+	t.Run("OnlyCheckpointEventsSince", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 2, store.EventWindowOpened)
+		MustCheckpoint(t, db) // an event at seq 2, signing the 2 events before it
+		c, ev := signLog(t, db)
+		if ev != nil {
+			t.Errorf("a second checkpoint event in a row: %+v", ev)
+		}
+		covers(t, db, c) // size 3
+	})
+
+	// A new device key signs the log again at the next step, even when
+	// nothing happened.
+	t.Run("NewDeviceKey", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		MustAppend(t, db, 2, store.EventWindowOpened)
+		signLog(t, db)
+		newKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x43}, ed25519.SeedSize))
+		newSigner, err := store.NewCheckpointSigner(testOrigin, newKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c store.Checkpoint
+		var ev *store.Event
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			c, ev, err = tx.SignLog(testOrigin, newSigner, "agent")
+			return err
+		})
+		if ev != nil {
+			t.Errorf("a checkpoint event with nothing new: %+v", ev)
+		}
+		v, err := store.NewCheckpointVerifier(testOrigin, newKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := note.Open(c.Note, note.VerifierList(v)); err != nil || c.Size != db.Size() {
+			t.Errorf("checkpoint of size %d (log %d) not signed with the new key: %v", c.Size, db.Size(), err)
+		}
+		// And back to the test key, which the end-of-test check expects.
+		c, _ = signLog(t, db)
+		covers(t, db, c)
+	})
+
+	t.Run("EmptyLog", func(t *testing.T) {
+		db, _ := MustOpenDB(t)
+		c, ev := signLog(t, db)
+		if ev != nil {
+			t.Errorf("a checkpoint event in an empty log: %+v", ev)
+		}
+		covers(t, db, c)
 	})
 }
 

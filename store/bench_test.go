@@ -19,7 +19,7 @@ import (
 
 // benchFileVersion names the cached 1M-record store; bump it when the file
 // format or fillStore changes.
-const benchFileVersion = 2
+const benchFileVersion = 3
 
 // OpenBenchDB opens a store without the end-of-test check, which would read
 // every record of the big stores.
@@ -56,10 +56,10 @@ func fillStore(tb testing.TB, db *store.DB, clock *Clock, n int) {
 	}
 }
 
-// benchStore returns the path of a store of n filler records, compacted as
-// the agent keeps it. Stores of more than 100,000 records are built once and
-// cached in the system's temporary directory, keyed by benchFileVersion, and
-// each benchmark works on a copy.
+// benchStore returns the path of a store of n filler records. Stores of
+// more than 100,000 records are built once and cached in the system's
+// temporary directory (the store file and its key file), keyed by
+// benchFileVersion, and each benchmark works on a copy.
 func benchStore(b *testing.B, n int) string {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "consentcam.db")
@@ -70,17 +70,21 @@ func benchStore(b *testing.B, n int) string {
 	cached := filepath.Join(os.TempDir(), fmt.Sprintf("consentcam-store-bench-v%d-%d.db", benchFileVersion, n))
 	if _, err := os.Stat(cached); errors.Is(err, os.ErrNotExist) {
 		b.Logf("building %s (once)", cached)
-		tmp := cached + ".building"
-		os.Remove(tmp)
+		tmp := filepath.Join(b.TempDir(), "building.db")
 		buildStore(b, tmp, n)
-		if err := os.Rename(tmp, cached); err != nil {
-			b.Fatal(err)
+		// The key file first: the store file's presence says both are there.
+		for _, f := range [][2]string{{keysPathOf(cached), keysPathOf(tmp)}, {cached, tmp}} {
+			if err := os.Rename(f[1], f[0]); err != nil {
+				b.Fatal(err)
+			}
 		}
 	} else if err != nil {
 		b.Fatal(err)
 	}
-	if err := copyFile(path, cached); err != nil {
-		b.Fatal(err)
+	for _, f := range [][2]string{{path, cached}, {keysPathOf(path), keysPathOf(cached)}} {
+		if err := copyFile(f[0], f[1]); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return path
 }
@@ -90,9 +94,6 @@ func buildStore(b *testing.B, path string, n int) {
 	clock := NewClock()
 	db := OpenBenchDB(b, path, clock)
 	fillStore(b, db, clock, n)
-	if _, err := db.Compact(); err != nil {
-		b.Fatal(err)
-	}
 	if err := db.Close(); err != nil {
 		b.Fatal(err)
 	}

@@ -6,17 +6,18 @@ import (
 	"fmt"
 
 	"github.com/transparency-dev/merkle/compact"
+	"go.etcd.io/bbolt"
 )
 
 // Check runs bbolt's consistency check and verifies the store's own
 // invariants: the log is gap-free, every event is well formed and the stored
 // Merkle nodes are those its leaves hash to; the outbox and counters agree
 // with what they count; every record decodes, has its image (which decrypts
-// under its subject's key) and exactly its index entries; no data key
-// outlives its subject's records; spent token ids and their index agree;
-// the evidence indexes agree and each piece is referenced by its event. It
-// reads the whole file: for tests and inspections, not for the daemon's hot
-// path.
+// under its data key) and exactly its chunks and index entries; the key file
+// holds a data key for each record and no other; spent token ids and their
+// index agree; the evidence indexes agree and each piece is referenced by
+// its event. It reads both files whole: for tests and inspections, not for
+// the daemon's hot path.
 func (db *DB) Check() error {
 	// bbolt's check reads the freelist, which only a writable transaction
 	// keeps from concurrent writers.
@@ -25,6 +26,7 @@ func (db *DB) Check() error {
 		for err := range tx.tx.Check() {
 			errs = append(errs, fmt.Errorf("bbolt: %w", err))
 		}
+		errs = append(errs, tx.db.checkKeyFile()...)
 		errs = append(errs, tx.checkLog()...)
 		errs = append(errs, tx.checkRecords()...)
 		errs = append(errs, tx.checkSpent()...)
@@ -36,6 +38,20 @@ func (db *DB) Check() error {
 	})
 }
 
+// checkKeyFile runs bbolt's check on the key file. writeMu must be held.
+func (db *DB) checkKeyFile() []error {
+	ktx, err := db.keys.Begin(true)
+	if err != nil {
+		return []error{fmt.Errorf("key file: %w", err)}
+	}
+	defer ktx.Rollback()
+	var errs []error
+	for err := range ktx.Check() {
+		errs = append(errs, fmt.Errorf("key file: bbolt: %w", err))
+	}
+	return errs
+}
+
 func (tx *Tx) checkLog() []error {
 	var errs []error
 	meta := tx.bucket(bucketMeta)
@@ -43,15 +59,17 @@ func (tx *Tx) checkLog() []error {
 	tree := rangeFactory.NewEmptyRange(0)
 	nodes := tx.bucket(bucketNodes)
 	visit := func(id compact.NodeID, hash []byte) {
+		if id.Level < nodeMinLevel {
+			return
+		}
 		if got := nodes.Get(nodeKey(id)); !bytes.Equal(got, hash) {
 			errs = append(errs, fmt.Errorf("merkle node level %d index %d: stored %x, leaves give %x", id.Level, id.Index, got, hash))
 		}
 	}
-	err := tx.bucket(bucketEvents).ForEach(func(k, v []byte) error {
-		seq := tree.End()
-		if decodeUint64(k) != seq || len(k) != 8 {
-			return fmt.Errorf("event key %x where seq %d expected", k, seq)
-		}
+	if err := checkLogEnd(tx.tx, size); err != nil {
+		errs = append(errs, err)
+	}
+	err := newLogReader(tx.tx).each(0, size, func(seq uint64, v []byte) bool {
 		ev, err := parseEvent(v)
 		switch {
 		case err != nil:
@@ -59,7 +77,11 @@ func (tx *Tx) checkLog() []error {
 		case ev.Seq != seq || ev.Site != tx.db.Site || ev.Camera != tx.db.Camera:
 			errs = append(errs, fmt.Errorf("event %d: says seq %d, %s/%s", seq, ev.Seq, ev.Site, ev.Camera))
 		}
-		return tree.Append(hasher.HashLeaf(v), visit)
+		if err := tree.Append(hasher.HashLeaf(v), visit); err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		return true
 	})
 	if err != nil {
 		return append(errs, err)
@@ -67,8 +89,14 @@ func (tx *Tx) checkLog() []error {
 	if tree.End() != size {
 		errs = append(errs, fmt.Errorf("log has %d events, tree size says %d", tree.End(), size))
 	}
-	if n := nodes.Stats().KeyN; n != nodeCount(size) {
-		errs = append(errs, fmt.Errorf("%d merkle nodes stored, want %d", n, nodeCount(size)))
+	if n, want := tx.bucket(bucketEvents).Stats().KeyN, int(size%eventBlock); n != want {
+		errs = append(errs, fmt.Errorf("%d single events stored, want %d", n, want))
+	}
+	if n, want := tx.bucket(bucketBlocks).Stats().KeyN, int(size/eventBlock); n != want {
+		errs = append(errs, fmt.Errorf("%d event blocks stored, want %d", n, want))
+	}
+	if n := nodes.Stats().KeyN; n != storedNodes(size) {
+		errs = append(errs, fmt.Errorf("%d merkle nodes stored, want %d", n, storedNodes(size)))
 	}
 
 	outbox := 0
@@ -88,21 +116,10 @@ func (tx *Tx) checkLog() []error {
 	return errs
 }
 
-// nodeCount is the number of perfect subtrees, leaves included, in a tree of
-// size leaves.
-func nodeCount(size uint64) int {
-	n := 0
-	for s := size; s > 0; s >>= 1 {
-		n += int(s)
-	}
-	return n
-}
-
 func (tx *Tx) checkRecords() []error {
 	var errs []error
 	records := 0
 	entries := make(map[string]int) // bucket → entries the records need
-	subjects := make(map[string]bool)
 	err := tx.bucket(bucketRecords).ForEach(func(k, v []byte) error {
 		records++
 		r, err := decodeRecord(v)
@@ -119,7 +136,13 @@ func (tx *Tx) checkRecords() []error {
 				errs = append(errs, fmt.Errorf("record %s: no entry %x in index %s", k, e.key, e.bucket))
 			}
 		}
-		subjects[r.Subject] = true
+		chunks := tx.chunkKeys(r)
+		for i, c := range chunks {
+			if !bytes.Equal(c, chunkKey(cropPrefix(r), i)) {
+				errs = append(errs, fmt.Errorf("record %s: chunk %d has key %x", k, i, c))
+			}
+		}
+		entries[string(bucketCrops)] += len(chunks)
 		if _, err := tx.openImage(r); err != nil {
 			errs = append(errs, fmt.Errorf("record %s: image: %w", k, err))
 		}
@@ -132,11 +155,25 @@ func (tx *Tx) checkRecords() []error {
 		errs = append(errs, fmt.Errorf("%d records, their counter says %d", records, want))
 	}
 	// Each record has its entries (checked above); none may be left over.
-	entries[string(bucketImages)] = records
-	entries[string(bucketKeys)] = len(subjects)
-	for _, b := range [][]byte{bucketImages, bucketBySubject, bucketByVisit, bucketByExpiry, bucketKeys} {
+	for _, b := range [][]byte{bucketCrops, bucketBySubject, bucketByVisit, bucketByExpiry} {
 		if n := tx.bucket(b).Stats().KeyN; n != entries[string(b)] {
 			errs = append(errs, fmt.Errorf("bucket %s has %d entries, %d records need %d", b, n, records, entries[string(b)]))
+		}
+	}
+	// Each record's key opened its image (checked above); none may be left
+	// over either.
+	err = tx.db.keys.View(func(ktx *bbolt.Tx) error {
+		if n := ktx.Bucket(keyBucketKeys).Stats().KeyN; n != records {
+			errs = append(errs, fmt.Errorf("key file has %d data keys for %d records", n, records))
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range [][]byte{legacyImages, legacyKeys} {
+		if tx.tx.Bucket(name) != nil {
+			errs = append(errs, fmt.Errorf("bucket %s of format 1 is still there", name))
 		}
 	}
 	return errs

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,17 +36,18 @@ var (
 	ErrLocked = errors.New("store file in use by another process")
 )
 
-// Bucket names. Index keys are built by the functions of keys.go.
+// Bucket names of the store file. Index keys are built by the functions of
+// keys.go; the key file has buckets of its own (keyfile.go).
 var (
 	bucketMeta      = []byte("meta")      // metaKey… → value
 	bucketRecords   = []byte("records")   // record id → encoded Record
-	bucketImages    = []byte("images")    // record id → AES-GCM sealed image
-	bucketKeys      = []byte("keys")      // subject → data key sealed by the master key
+	bucketCrops     = []byte("crops")     // cropKey(record, chunk) → chunk of the sealed image (crops.go)
 	bucketBySubject = []byte("bysubject") // prefix(subject) + id → nil
 	bucketByVisit   = []byte("byvisit")   // prefix(visit) + id → nil
 	bucketByExpiry  = []byte("byexpiry")  // time + id → nil, one per distinct tag expiry
-	bucketEvents    = []byte("events")    // seq → event JSON (Merkle leaf)
-	bucketNodes     = []byte("nodes")     // level + index → hash of a perfect subtree
+	bucketEvents    = []byte("events")    // seq → event JSON (Merkle leaf), those not in a block yet (logstore.go)
+	bucketBlocks    = []byte("blocks")    // seq → a compressed block of events from seq
+	bucketNodes     = []byte("nodes")     // level + index → hash of a perfect subtree of 16 leaves or more
 	bucketOutbox    = []byte("outbox")    // seq → nil, events not yet acknowledged
 	bucketSpent     = []byte("spent")     // jti → time until which it is remembered
 	bucketSpentExp  = []byte("spentexp")  // time + jti → nil
@@ -53,9 +55,14 @@ var (
 	bucketReceipts  = []byte("receipts")  // revoke jti → signed receipt, while the jti is spent
 	bucketEvidence  = []byte("evidence")  // nested buckets of evidence.go
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketImages, bucketKeys,
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketCrops, bucketBlocks,
 		bucketBySubject, bucketByVisit, bucketByExpiry, bucketEvents, bucketNodes,
 		bucketOutbox, bucketSpent, bucketSpentExp, bucketAwaiting, bucketReceipts, bucketEvidence}
+
+	// appendBuckets have keys that mostly grow (sequences and times): their
+	// pages are filled before they split, not half-filled.
+	appendBuckets = [][]byte{bucketCrops, bucketByExpiry, bucketEvents, bucketBlocks,
+		bucketNodes, bucketOutbox, bucketSpentExp, bucketAwaiting}
 )
 
 // Keys of the meta bucket.
@@ -68,21 +75,40 @@ var (
 	metaCheckpoint = []byte("checkpoint") // latest signed checkpoint note
 )
 
-const formatVersion = 1
+// formatVersion is the format of the store file this code writes. Version 1
+// (commit c2970df and before) kept per-subject data keys in the file; Open
+// migrates it (migrate.go).
+const formatVersion = 2
+
+// pageSize is the page size of new files, fixed so that two chunks of a
+// crop fill a page on every platform.
+const pageSize = 4096
+
+// allocSize is how much a file grows at a time (bbolt's default is 16 MB,
+// which would be a tenth of a year's store).
+const allocSize = 1 << 20
 
 // Log attribute keys.
 const (
-	logKeyPath   = "path"
-	logKeyBefore = "before"
-	logKeyAfter  = "after"
+	logKeyPath     = "path"
+	logKeyBefore   = "before"
+	logKeyAfter    = "after"
+	logKeyCount    = "count"
+	logKeyWiped    = "wiped_bytes"
+	logKeyStalled  = "stalled"
+	logKeyError    = "error"
+	logKeyRecord   = "record"
+	logKeyDuration = "duration"
 )
 
 var namePattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
-// DB is the box's bbolt file. Create it with NewDB, set the exported fields,
-// then Open it.
+// DB is the box's store: the store file (records, sealed crops, audit log,
+// outbox, spent token ids) and, beside it, the small key file of the
+// records' data keys. Create it with NewDB, set the exported fields, then
+// Open it.
 type DB struct {
-	// MasterKey (32 bytes) wraps the per-subject data keys.
+	// MasterKey (32 bytes) wraps the per-record data keys.
 	MasterKey []byte
 	// Site and Camera are written into every audit event.
 	Site   string
@@ -93,21 +119,44 @@ type DB struct {
 
 	path string
 
-	// mu is held for reading by every operation on the file and for writing
-	// by Compact and Close, which replace or drop bolt.
-	mu     sync.RWMutex
-	bolt   *bbolt.DB
-	master cipher.AEAD
-	size   atomic.Uint64 // committed tree size, for Size
-
-	// writeMu serialises write transactions (bbolt allows one writer at a
-	// time anyway) so that subscribers hear of commits in commit order.
+	// mu is held for reading by every operation on the files and for
+	// writing by Open, Close and the part of Compact that overwrites freed
+	// pages of the key file.
+	mu sync.RWMutex
+	// writeMu serializes Update, which writes both files: a record's data
+	// key commits before the record, and goes after the record goes; and
+	// the subscribers hear of commits in commit order.
 	writeMu sync.Mutex
-	subsMu  sync.Mutex
-	subs    []func([]Event)
+	bolt    *bbolt.DB // the store file
+	keys    *bbolt.DB // the key file
+	master  cipher.AEAD
+	size    atomic.Uint64 // committed tree size, for Size
+	noSync  bool          // skip fsync (tests that build big stores)
+	// hook, when set (by tests), is called between the steps of a write
+	// that spans both files, with the name of the step just done.
+	hook func(step string)
+
+	subsMu sync.Mutex
+	subs   []func([]Event)
 }
 
-// NewDB returns a DB for the file at path with default Now and Logger.
+// Steps of a write that spans both files, for the hook.
+const (
+	stepKeysCommitted = "keys-committed" // a capture's data keys are in the key file, its record is not yet
+	stepRecordsGone   = "records-gone"   // an erasure has committed, its data keys are still in the key file
+	stepKeysDeleted   = "keys-deleted"   // and deleted, their pages not yet overwritten
+	stepPagesWiped    = "pages-wiped"    // Compact overwrote them, not yet synced
+	stepMigrated      = "migrated"       // a migration's last transaction has committed, the file is not yet wiped
+)
+
+func (db *DB) step(name string) {
+	if db.hook != nil {
+		db.hook(name)
+	}
+}
+
+// NewDB returns a DB for the store file at path with default Now and
+// Logger. The key file is KeysPath, beside it.
 func NewDB(path string) *DB {
 	return &DB{
 		path:   path,
@@ -116,11 +165,18 @@ func NewDB(path string) *DB {
 	}
 }
 
-// Path is the file's path.
+// Path is the store file's path.
 func (db *DB) Path() string { return db.path }
 
-// Open validates the fields, opens (or creates) the file, and checks that the
-// master key is the one the file was created with.
+// KeysPath is the key file's path: the store file's, with the extension
+// .keys instead of .db (consentcam.db, consentcam.keys).
+func (db *DB) KeysPath() string { return strings.TrimSuffix(db.path, ".db") + ".keys" }
+
+// Open validates the fields, opens (or creates) both files, checks that the
+// master key is the one they were created with, migrates a store of an
+// older format, and finishes what a crash interrupted: a data key whose
+// record never committed, or whose record was deleted, is removed and the
+// key file's freed pages overwritten.
 func (db *DB) Open() error {
 	if err := db.validate(); err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -146,7 +202,11 @@ func (db *DB) Open() error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open store: %w", err)
 	}
-	return db.openBolt()
+	if err := db.open(); err != nil {
+		db.closeFiles()
+		return fmt.Errorf("open store %s: %w", db.path, err)
+	}
+	return nil
 }
 
 func (db *DB) validate() error {
@@ -167,94 +227,200 @@ func (db *DB) validate() error {
 	return nil
 }
 
-// openBolt opens the file, creates what is missing and loads the tree size.
-// db.mu must be held for writing.
-func (db *DB) openBolt() error {
-	b, err := bbolt.Open(db.path, 0o600, &bbolt.Options{Timeout: time.Second})
+// open opens both files and brings them to a consistent state of the
+// current format. db.mu must be held for writing.
+func (db *DB) open() error {
+	version, err := db.openBolt()
+	if err != nil {
+		return err
+	}
+	if db.keys, err = db.openFile(db.KeysPath()); err != nil {
+		return err
+	}
+	if err := db.keys.Update(db.initKeyFile); err != nil {
+		return fmt.Errorf("key file %s: %w", db.KeysPath(), err)
+	}
+	if version == 1 {
+		if err := db.migrate(); err != nil {
+			return err
+		}
+	}
+	if err := db.finishMigration(); err != nil {
+		return err
+	}
+	_, missing, err := db.removeOrphanKeys()
+	if err != nil {
+		return err
+	}
+	if missing > 0 {
+		db.Logger.Error("records without a data key: their crops cannot be read", logKeyCount, missing)
+	}
+	_, f, err := db.wipeKeyFile(nil)
+	if err = errors.Join(err, syncClose(f)); err != nil {
+		return err
+	}
+	return db.loadSize()
+}
+
+// openFile opens a bbolt file of the store.
+func (db *DB) openFile(path string) (*bbolt.DB, error) {
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, PageSize: pageSize, NoSync: db.noSync})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("open store %s: %w", db.path, ErrLocked)
+		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", db.path, err)
+		return nil, err
 	}
-	var size uint64
+	b.AllocSize = allocSize
+	return b, nil
+}
+
+// openBolt opens the store file, creates what is missing, and returns its
+// format version. db.mu must be held for writing.
+func (db *DB) openBolt() (byte, error) {
+	b, err := db.openFile(db.path)
+	if err != nil {
+		return 0, err
+	}
+	db.bolt = b
+	var version byte
 	err = b.Update(func(btx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		meta := btx.Bucket(bucketMeta)
-		if err := db.checkFormat(meta); err != nil {
+		var err error
+		version, err = db.checkFormat(btx.Bucket(bucketMeta), formatVersion, 1)
+		return err
+	})
+	return version, err
+}
+
+// loadSize checks that the events bucket ends where the tree does and
+// loads the tree size.
+func (db *DB) loadSize() error {
+	return db.bolt.View(func(btx *bbolt.Tx) error {
+		size := getUint64(btx.Bucket(bucketMeta), metaSize)
+		if err := checkLogEnd(btx, size); err != nil {
 			return err
 		}
-		size = getUint64(meta, metaSize)
-		return checkLogEnd(btx.Bucket(bucketEvents), size)
+		db.size.Store(size)
+		return nil
 	})
-	if err != nil {
-		b.Close()
-		return fmt.Errorf("open store %s: %w", db.path, err)
-	}
-	db.bolt = b
-	db.size.Store(size)
-	return nil
 }
 
 const keyCheckText = "consentcam store master key"
 
-// checkFormat stamps a new file with the format version and a key check
-// value, and refuses a file of another version or another master key.
-func (db *DB) checkFormat(meta *bbolt.Bucket) error {
+// checkFormat stamps a new file with version and a key check value, and
+// refuses a file of a version outside [oldest, version] or of another master
+// key. It returns the file's version.
+func (db *DB) checkFormat(meta *bbolt.Bucket, version, oldest byte) (byte, error) {
 	v := meta.Get(metaVersion)
 	if v == nil {
-		if err := meta.Put(metaVersion, []byte{formatVersion}); err != nil {
-			return err
+		if err := meta.Put(metaVersion, []byte{version}); err != nil {
+			return 0, err
 		}
-		return meta.Put(metaKeyCheck, db.master.Seal(nil, nil, []byte(keyCheckText), metaKeyCheck))
+		return version, meta.Put(metaKeyCheck, db.master.Seal(nil, nil, []byte(keyCheckText), metaKeyCheck))
 	}
-	if len(v) != 1 || v[0] != formatVersion {
-		return fmt.Errorf("format version %v, this program reads %d", v, formatVersion)
+	if len(v) != 1 || v[0] < oldest || v[0] > version {
+		return 0, fmt.Errorf("format version %v, this program reads %d to %d", v, oldest, version)
 	}
 	if _, err := db.master.Open(nil, nil, meta.Get(metaKeyCheck), metaKeyCheck); err != nil {
-		return errors.New("the master key is not the one this store was created with")
+		return 0, errors.New("the master key is not the one this store was created with")
 	}
-	return nil
+	return v[0], nil
 }
 
-// checkLogEnd makes sure the events bucket ends where the tree does.
-func checkLogEnd(events *bbolt.Bucket, size uint64) error {
-	k, _ := events.Cursor().Last()
-	switch {
-	case size == 0 && k == nil:
-		return nil
-	case size == 0 || k == nil || decodeUint64(k) != size-1:
-		return fmt.Errorf("audit log corrupt: tree size %d, last event key %x", size, k)
-	}
-	return nil
-}
-
-// Close closes the file. It waits for transactions in progress.
+// Close closes the files. It waits for transactions in progress.
 func (db *DB) Close() error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.bolt == nil {
 		return nil
 	}
-	err := db.bolt.Close()
-	db.bolt = nil
-	if err != nil {
+	if err := db.closeFiles(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
 }
 
+// closeFiles closes what is open. db.mu must be held for writing.
+func (db *DB) closeFiles() error {
+	var errs []error
+	for _, b := range []**bbolt.DB{&db.keys, &db.bolt} {
+		if *b != nil {
+			errs = append(errs, (*b).Close())
+			*b = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Update runs fn in a read-write transaction: everything fn does, state
 // changes and the audit events appended, commits together or not at all
 // (fn returning an error rolls it back, and that error is returned). fn must
-// not call methods of db. Once the transaction has committed, and before
-// Update returns, the subscribers hear of the events appended in it.
+// not call methods of db. A transaction that changed nothing writes nothing.
+// Once the transaction has committed, and before Update returns, the
+// subscribers hear of the events appended in it.
+//
+// The data keys of records put in fn are committed to the key file just
+// before the store file commits, so a record never exists without its key;
+// those of records deleted in fn are deleted from the key file as soon as it
+// has committed (Compact then overwrites the pages that held them).
 func (db *DB) Update(fn func(tx *Tx) error) error {
-	return db.run(true, fn)
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.bolt == nil {
+		return ErrClosed
+	}
+	return db.update(fn)
+}
+
+// errNoChange rolls back a transaction that changed nothing.
+var errNoChange = errors.New("no change")
+
+// update is Update with db.mu held.
+func (db *DB) update(fn func(tx *Tx) error) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	tx := &Tx{db: db}
+	defer tx.wipe()
+	err := db.bolt.Update(func(btx *bbolt.Tx) error {
+		tx.tx = btx
+		for _, name := range appendBuckets {
+			btx.Bucket(name).FillPercent = 1
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		// bbolt materializes a node for every page it changes: none means
+		// nothing to commit, and a commit would still write two pages.
+		if stats := btx.Stats(); stats.GetNodeCount() == 0 {
+			return errNoChange
+		}
+		if len(tx.keys.added) == 0 {
+			return nil
+		}
+		if err := tx.commitKeys(); err != nil {
+			return err
+		}
+		db.step(stepKeysCommitted)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoChange):
+		return nil
+	case err != nil:
+		tx.forgetKeys()
+		return err
+	}
+	if len(tx.keys.deleted) > 0 {
+		db.step(stepRecordsGone)
+		db.deleteKeys(tx.keys.deleted, "of deleted records")
+		db.step(stepKeysDeleted)
+	}
+	return nil
 }
 
 // Subscribe has fn called with the events of every committed transaction
@@ -280,18 +446,15 @@ func (db *DB) committed(events []Event) {
 
 // View runs fn in a read-only transaction.
 func (db *DB) View(fn func(tx *Tx) error) error {
-	return db.run(false, fn)
-}
-
-func (db *DB) run(writable bool, fn func(tx *Tx) error) error {
-	return db.boltTx(writable, func(btx *bbolt.Tx) error {
+	return db.boltTx(false, func(btx *bbolt.Tx) error {
 		tx := &Tx{db: db, tx: btx}
 		defer tx.wipe()
 		return fn(tx)
 	})
 }
 
-// boltTx runs fn in a bbolt transaction under the read lock of db.mu.
+// boltTx runs fn in a bbolt transaction of the store file under the read
+// lock of db.mu.
 func (db *DB) boltTx(writable bool, fn func(*bbolt.Tx) error) error {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
@@ -311,19 +474,12 @@ func (db *DB) boltTx(writable bool, fn func(*bbolt.Tx) error) error {
 type Tx struct {
 	db       *DB
 	tx       *bbolt.Tx
-	dataKeys map[string][]byte // unwrapped data keys, wiped when fn returns
-	tree     *compact.Range    // the log as it stands in the transaction, loaded on first use
-	appended []Event           // the events appended, for the subscribers once it commits
+	keys     keyTx          // what the transaction does with the key file
+	tree     *compact.Range // the log as it stands in the transaction, loaded on first use
+	appended []Event        // the events appended, for the subscribers once it commits
 }
 
 func (tx *Tx) bucket(name []byte) *bbolt.Bucket { return tx.tx.Bucket(name) }
-
-// wipe clears the data keys unwrapped during the transaction.
-func (tx *Tx) wipe() {
-	for _, k := range tx.dataKeys {
-		clear(k)
-	}
-}
 
 // RecordCount is the number of records stored.
 func (db *DB) RecordCount() (int, error) { return db.counter(metaRecords) }
@@ -338,58 +494,6 @@ func (db *DB) counter(key []byte) (int, error) {
 	return int(n), err
 }
 
-// CompactStats are the file's sizes in bytes before and after a compaction.
-type CompactStats struct {
-	Before int64
-	After  int64
-}
-
-// Compact rewrites the file into a fresh one that replaces it atomically, so
-// that no page freed by an erasure survives in any file. Other users of the
-// DB wait meanwhile. The sizes it returns go into the store.compacted event.
-func (db *DB) Compact() (CompactStats, error) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.bolt == nil {
-		return CompactStats{}, ErrClosed
-	}
-	var stats CompactStats
-	var err error
-	if stats.Before, err = fileSize(db.path); err != nil {
-		return stats, fmt.Errorf("compact: %w", err)
-	}
-	tmp := db.compactPath()
-	if err := copyCompact(tmp, db.bolt); err != nil {
-		os.Remove(tmp)
-		return stats, fmt.Errorf("compact: %w", err)
-	}
-	if err := db.replaceWith(tmp); err != nil {
-		return stats, fmt.Errorf("compact: %w", err)
-	}
-	if stats.After, err = fileSize(db.path); err != nil {
-		return stats, fmt.Errorf("compact: %w", err)
-	}
-	db.Logger.Info("store compacted", logKeyBefore, stats.Before, logKeyAfter, stats.After)
-	return stats, nil
-}
-
-// replaceWith closes the file, renames tmp over it and reopens it. Whatever
-// fails, the DB is reopened on the file then in place. db.mu must be held for
-// writing.
-func (db *DB) replaceWith(tmp string) error {
-	err := db.bolt.Close()
-	db.bolt = nil
-	if err == nil {
-		err = os.Rename(tmp, db.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	} else {
-		err = syncDir(filepath.Dir(db.path))
-	}
-	return errors.Join(err, db.openBolt())
-}
-
 func fileSize(path string) (int64, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -399,29 +503,6 @@ func fileSize(path string) (int64, error) {
 }
 
 func (db *DB) compactPath() string { return db.path + ".compact" }
-
-// compactTxSize bounds the memory of one transaction of the copy.
-const compactTxSize = 16 << 20
-
-// copyCompact copies every bucket of src into a new file at path and fsyncs it.
-func copyCompact(path string, src *bbolt.DB) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	dst, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: true})
-	if err != nil {
-		return err
-	}
-	if err := bbolt.Compact(dst, src, compactTxSize); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
-}
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -115,6 +115,35 @@ func TestOpen(t *testing.T) {
 
 func second[T any](_ T, err error) error { return err }
 
+// An Update that changes nothing (the sweep the agent runs every minute,
+// when nothing expired) writes nothing to either file.
+func TestUpdateWritesNothingWhenNothingChanged(t *testing.T) {
+	db, clock := MustOpenDB(t)
+	r := NewRecord(clock, "subj-a", "visit-1", Retained(clock, purposeChannel, time.Hour))
+	MustPut(t, db, []byte("image"), r)
+	files := map[string][]byte{db.Path(): MustRead(t, db.Path()), db.KeysPath(): MustRead(t, db.KeysPath())}
+	for range 3 {
+		clock.Advance(time.Minute)
+		if res := MustSweep(t, db, clock.Now()); len(res.Expired) != 0 {
+			t.Fatalf("sweep: %+v expired", res.Expired)
+		}
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			_, err := tx.Image(r.ID, purposeChannel)
+			return err
+		})
+	}
+	for path, b := range files {
+		if !bytes.Equal(MustRead(t, path), b) {
+			t.Errorf("%s was written by transactions that changed nothing", filepath.Base(path))
+		}
+	}
+	// One that changes something does write.
+	MustAppend(t, db, 1, store.EventWindowOpened)
+	if bytes.Equal(MustRead(t, db.Path()), files[db.Path()]) {
+		t.Error("an appended event was not written")
+	}
+}
+
 // TestConcurrentUse runs writers, readers and compactions at once; the race
 // detector and the end-of-test check judge the outcome.
 func TestConcurrentUse(t *testing.T) {

@@ -131,9 +131,12 @@ func (e *Evidence) validate() error {
 // checkReference makes sure the event at e.Seq, already in the log of this
 // transaction, references e as SPEC says.
 func (tx *Tx) checkReference(e Evidence) error {
-	v := tx.bucket(bucketEvents).Get(encodeUint64(e.Seq))
-	if v == nil {
+	v, err := newLogReader(tx.tx).event(e.Seq)
+	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("no event at seq %d", e.Seq)
+	}
+	if err != nil {
+		return err
 	}
 	ev, err := decodeEvent(v)
 	if err != nil {

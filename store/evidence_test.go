@@ -344,3 +344,31 @@ func TestEvidenceEmptyStore(t *testing.T) {
 		t.Errorf("by jti: %v", err)
 	}
 }
+
+// Evidence refers to its event in the same transaction even when that
+// event completes a block of the log (events are compressed 64 at a time).
+func TestEvidenceAtBlockEnd(t *testing.T) {
+	db, _ := MustOpenDB(t)
+	for range 63 {
+		if err := db.Update(func(tx *store.Tx) error { return tx.Append(&store.Event{Type: store.EventSourceRecovered}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := fakeToken("j-64")
+	err := db.Update(func(tx *store.Tx) error {
+		ev := referencing(store.EvidenceConsent, "j-64", token)
+		if err := tx.Append(ev); err != nil {
+			return err
+		}
+		if ev.Seq != 63 {
+			t.Fatalf("test set-up: seq %d, want 63, the last of the first block", ev.Seq)
+		}
+		return tx.PutEvidence(store.Evidence{Seq: ev.Seq, Kind: store.EvidenceConsent, JTI: "j-64", Token: token, Expires: ev.Time.Add(time.Hour)})
+	})
+	if err != nil {
+		t.Fatalf("evidence of the event that completes a block: %v", err)
+	}
+	if err := db.Check(); err != nil {
+		t.Error(err)
+	}
+}

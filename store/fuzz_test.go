@@ -3,7 +3,9 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/consentcam/consentcam/store"
@@ -58,6 +60,44 @@ func FuzzVerifyLog(f *testing.F) {
 		}
 		if checkpoint != nil && len(r.Checkpoints) == 0 {
 			t.Fatal("a checkpoint was given and the report lists none verified")
+		}
+	})
+}
+
+// FuzzDecodeBlock feeds the decoder of stored blocks of events arbitrary
+// bytes, seeded with real blocks. It must never panic, and what it accepts
+// must be a block of store.EventBlock events that survives another encoding
+// unchanged.
+func FuzzDecodeBlock(f *testing.F) {
+	var evs [][]byte
+	for i := range store.EventBlock {
+		evs = append(evs, fmt.Appendf(nil, `{"seq":%d,"type":"window.opened"}`, i))
+	}
+	block, err := store.EncodeBlock(evs)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(block)
+	f.Add(block[:len(block)/2])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := store.DecodeBlock(b)
+		if err != nil {
+			if evs != nil {
+				t.Fatal("events returned with an error")
+			}
+			return
+		}
+		if len(evs) != store.EventBlock {
+			t.Fatalf("a block of %d events accepted", len(evs))
+		}
+		again, err := store.EncodeBlock(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs2, err := store.DecodeBlock(again)
+		if err != nil || !slices.EqualFunc(evs, evs2, bytes.Equal) {
+			t.Fatalf("block changed by encoding again (%v)", err)
 		}
 	})
 }

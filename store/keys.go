@@ -89,13 +89,6 @@ func scanPrefix(b *bbolt.Bucket, name string) []string {
 	return ids
 }
 
-// hasPrefix reports whether the index has any key under name.
-func hasPrefix(b *bbolt.Bucket, name string) bool {
-	p := prefix(name)
-	k, _ := b.Cursor().Seek(p)
-	return idUnder(k, p)
-}
-
 // idUnder reports whether k is the key of an id under prefix p.
 func idUnder(k, p []byte) bool { return len(k) > len(p) && bytes.HasPrefix(k, p) }
 

@@ -47,6 +47,13 @@ func (c *Clock) Now() time.Time {
 	return c.t
 }
 
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -160,8 +167,9 @@ func MustAppend(tb testing.TB, db *store.DB, n int, typ string) {
 	}
 }
 
-// MustCheckpoint signs the tree and appends the checkpoint event, in one
-// transaction, as the agent does.
+// MustCheckpoint signs the tree and appends the checkpoint event carrying
+// it, in one transaction, whether or not anything happened since the last
+// one (SignLog is what the agent calls).
 func MustCheckpoint(tb testing.TB, db *store.DB) store.Checkpoint {
 	tb.Helper()
 	signer := MustSigner(tb)

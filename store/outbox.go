@@ -20,12 +20,12 @@ func (db *DB) Pending(limit int) ([]Message, error) {
 	}
 	var msgs []Message
 	err := db.boltTx(false, func(btx *bbolt.Tx) error {
-		events := btx.Bucket(bucketEvents)
+		log := newLogReader(btx)
 		c := btx.Bucket(bucketOutbox).Cursor()
 		for k, _ := c.First(); k != nil && len(msgs) < limit; k, _ = c.Next() {
-			v := events.Get(k)
-			if v == nil {
-				return fmt.Errorf("pending: outbox holds seq %d, which is not in the log", decodeUint64(k))
+			v, err := log.event(decodeUint64(k))
+			if err != nil {
+				return fmt.Errorf("pending: outbox holds seq %d: %w", decodeUint64(k), err)
 			}
 			msgs = append(msgs, Message{Seq: decodeUint64(k), Payload: slices.Clone(v)})
 		}

@@ -3,12 +3,54 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/consentcam/consentcam/store"
 )
+
+// Events waiting in the outbox after an outage are served from the blocks
+// the log keeps them in once 64 of them are complete.
+func TestOutboxAcrossBlocks(t *testing.T) {
+	db, clock := MustOpenDB(t)
+	const n = 150
+	for i := 0; i < n; i += 7 {
+		MustUpdate(t, db, func(tx *store.Tx) error {
+			for j := i; j < min(n, i+7); j++ {
+				if err := tx.Append(&store.Event{Type: store.EventWindowOpened, Reason: fmt.Sprint("event ", j)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	events := MustEvents(t, db, 0, n+1)
+	if len(events) != n {
+		t.Fatalf("Events: %d, want %d", len(events), n)
+	}
+	for i, ev := range events {
+		if !bytes.Contains(ev, []byte(fmt.Sprintf(`"seq":%d,`, i))) || !bytes.Contains(ev, []byte(fmt.Sprintf(`"event %d"`, i))) {
+			t.Fatalf("event %d: %s", i, ev)
+		}
+	}
+	for _, from := range []uint64{0, 63, 64, 100, 127, 128, 149} {
+		if got := MustEvents(t, db, from, 3); !slices.EqualFunc(got, events[from:min(n, from+3)], bytes.Equal) {
+			t.Errorf("Events(%d, 3) differ from the log", from)
+		}
+	}
+	all := make([]uint64, n)
+	for i := range all {
+		all[i] = uint64(i)
+	}
+	assertPending(t, db, events, all...)
+	if err := db.Ack(all[:70]...); err != nil {
+		t.Fatal(err)
+	}
+	db = MustReopen(t, db, clock)
+	assertPending(t, db, events, all[70:]...)
+}
 
 func TestOutbox(t *testing.T) {
 	db, clock := MustOpenDB(t)
@@ -85,7 +127,7 @@ func TestOutbox(t *testing.T) {
 // order, with their stored bytes, and that PendingCount agrees.
 func assertPending(tb testing.TB, db *store.DB, events [][]byte, want ...uint64) {
 	tb.Helper()
-	msgs, err := db.Pending(100)
+	msgs, err := db.Pending(1000)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package store
 
 import (
 	"bytes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,9 +29,10 @@ func (s Selector) validate() error {
 	return nil
 }
 
-// PutRecord stores rec and its image, encrypted with the subject's data key
-// (created on the subject's first record) and the record id as additional
-// data. An empty rec.Camera is set to the DB's camera. The id must be new.
+// PutRecord stores rec and its image, sealed with a new data key of its own
+// (AES-256-GCM, the record id as additional data). The key is wrapped by the
+// master key and kept in the key file, never in the store file. An empty
+// rec.Camera is set to the DB's camera. The id must be new.
 func (tx *Tx) PutRecord(rec *Record, image []byte) error {
 	if rec.Camera == "" {
 		rec.Camera = tx.db.Camera
@@ -54,17 +53,22 @@ func (tx *Tx) putRecord(rec *Record, image []byte) error {
 	if tx.bucket(bucketRecords).Get([]byte(rec.ID)) != nil {
 		return ErrExists
 	}
-	aead, err := tx.subjectAEAD(rec.Subject, true)
-	if err != nil {
-		return err
-	}
-	if err := tx.bucket(bucketImages).Put([]byte(rec.ID), aead.Seal(nil, nil, image, []byte(rec.ID))); err != nil {
+	if err := tx.putImage(rec, image); err != nil {
 		return err
 	}
 	if err := tx.writeRecord(nil, rec); err != nil {
 		return err
 	}
 	return addUint64(tx.bucket(bucketMeta), metaRecords, 1)
+}
+
+// putImage seals image under a new data key for the record and stores it.
+func (tx *Tx) putImage(rec *Record, image []byte) error {
+	aead, err := newAEAD(tx.newDataKey(rec.ID))
+	if err != nil {
+		return err
+	}
+	return tx.putCrop(rec, aead.Seal(nil, nil, image, []byte(rec.ID)))
 }
 
 // writeRecord stores rec and brings the index entries from those of old
@@ -119,35 +123,6 @@ func (tx *Tx) reindex(old, rec *Record) error {
 		}
 	}
 	return nil
-}
-
-// subjectAEAD returns the cipher of the subject's data key, creating the key
-// when create is set.
-func (tx *Tx) subjectAEAD(subject string, create bool) (cipher.AEAD, error) {
-	key, ok := tx.dataKeys[subject]
-	if !ok {
-		keys := tx.bucket(bucketKeys)
-		if wrapped := keys.Get([]byte(subject)); wrapped != nil {
-			var err error
-			if key, err = tx.db.master.Open(nil, nil, wrapped, []byte(subject)); err != nil {
-				return nil, fmt.Errorf("unwrap data key of subject %s: %w", subject, err)
-			}
-		} else {
-			if !create {
-				return nil, fmt.Errorf("data key of subject %s: %w", subject, ErrNotFound)
-			}
-			key = make([]byte, 32)
-			rand.Read(key)
-			if err := keys.Put([]byte(subject), tx.db.master.Seal(nil, nil, key, []byte(subject))); err != nil {
-				return nil, err
-			}
-		}
-		if tx.dataKeys == nil {
-			tx.dataKeys = make(map[string][]byte)
-		}
-		tx.dataKeys[subject] = key
-	}
-	return newAEAD(key)
 }
 
 // Record returns the record with that id, without its image.
@@ -205,13 +180,18 @@ func (tx *Tx) Image(id, purpose string) ([]byte, error) {
 }
 
 func (tx *Tx) openImage(r *Record) ([]byte, error) {
-	aead, err := tx.subjectAEAD(r.Subject, false)
+	sealed := tx.sealedCrop(r)
+	if sealed == nil {
+		return nil, ErrNotFound
+	}
+	key, err := tx.dataKey(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	sealed := tx.bucket(bucketImages).Get([]byte(r.ID))
-	if sealed == nil {
-		return nil, ErrNotFound
+	defer clear(key)
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
 	}
 	img, err := aead.Open(nil, nil, sealed, []byte(r.ID))
 	if err != nil {
@@ -220,58 +200,35 @@ func (tx *Tx) openImage(r *Record) ([]byte, error) {
 	return img, nil
 }
 
-// Erase deletes the records of a subject or a visit, their index entries,
-// and the data key of every subject left without records, and returns the
-// records as they were. Append the audit events in the same transaction.
+// Erase deletes the records of a subject or a visit, their crops, index
+// entries and data keys, and returns the records as they were. Append the
+// audit events in the same transaction.
 func (tx *Tx) Erase(sel Selector) ([]*Record, error) {
 	recs, err := tx.Records(sel)
 	if err != nil {
 		return nil, fmt.Errorf("erase: %w", err)
 	}
-	if err := tx.deleteRecords(recs); err != nil {
-		return nil, fmt.Errorf("erase %v: %w", sel, err)
+	for _, r := range recs {
+		if err := tx.deleteRecord(r); err != nil {
+			return nil, fmt.Errorf("erase %v: %w", sel, err)
+		}
 	}
 	return recs, nil
 }
 
-// deleteRecords deletes records, then the keys of the subjects they leave
-// without records.
-func (tx *Tx) deleteRecords(recs []*Record) error {
-	var subjects []string
-	seen := make(map[string]bool)
-	for _, r := range recs {
-		if err := tx.deleteRecord(r); err != nil {
-			return err
-		}
-		if !seen[r.Subject] {
-			seen[r.Subject] = true
-			subjects = append(subjects, r.Subject)
-		}
-	}
-	for _, s := range subjects {
-		if hasPrefix(tx.bucket(bucketBySubject), s) {
-			continue
-		}
-		if err := tx.bucket(bucketKeys).Delete([]byte(s)); err != nil {
-			return err
-		}
-		if k, ok := tx.dataKeys[s]; ok {
-			clear(k)
-			delete(tx.dataKeys, s)
-		}
-	}
-	return nil
-}
-
+// deleteRecord deletes a record, its crop, its index entries, and (once the
+// transaction commits) its data key.
 func (tx *Tx) deleteRecord(r *Record) error {
-	for _, b := range [][]byte{bucketRecords, bucketImages} {
-		if err := tx.bucket(b).Delete([]byte(r.ID)); err != nil {
-			return err
-		}
+	if err := tx.bucket(bucketRecords).Delete([]byte(r.ID)); err != nil {
+		return err
+	}
+	if err := tx.deleteCrop(r); err != nil {
+		return err
 	}
 	if err := tx.reindex(r, nil); err != nil {
 		return err
 	}
+	tx.dropDataKey(r.ID)
 	return addUint64(tx.bucket(bucketMeta), metaRecords, -1)
 }
 
@@ -291,16 +248,15 @@ type Expiry struct {
 }
 
 // Sweep drops the purpose tags expired at now (Expires <= now), deletes the
-// records left without tags and the data keys of subjects left without
-// records, and forgets the spent token ids past their time. Its cost is
-// proportional to what expired, not to the size of the store.
+// records left without tags, with their data keys, and forgets the spent
+// token ids past their time. Its cost is proportional to what expired, not
+// to the size of the store.
 func (tx *Tx) Sweep(now time.Time) (*SweepResult, error) {
 	ids, err := tx.expiredIDs(now)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	res := &SweepResult{}
-	var deleted []*Record
 	for _, id := range ids {
 		r, err := tx.Record(id)
 		if err != nil {
@@ -317,14 +273,14 @@ func (tx *Tx) Sweep(now time.Time) (*SweepResult, error) {
 			}
 		}
 		if x.Deleted = len(kept.Purposes) == 0; x.Deleted {
-			deleted = append(deleted, r)
-		} else if err := tx.writeRecord(r, &kept); err != nil {
+			err = tx.deleteRecord(r)
+		} else {
+			err = tx.writeRecord(r, &kept)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sweep: record %s: %w", id, err)
 		}
 		res.Expired = append(res.Expired, x)
-	}
-	if err := tx.deleteRecords(deleted); err != nil {
-		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	if res.Forgotten, err = tx.forgetSpent(now); err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)

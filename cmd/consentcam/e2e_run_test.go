@@ -43,8 +43,9 @@ func TestE2EVisitor(t *testing.T) {
 			}
 		}
 		entries, _ := os.ReadDir(b.state)
-		if len(entries) != 1 || entries[0].Name() != StoreFile {
-			t.Errorf("state dir holds %v, want only %s", entries, StoreFile)
+		want := []string{StoreFile, filepath.Base(store.NewDB(StoreFile).KeysPath())}
+		if names := dirNames(entries); !slices.Equal(names, want) {
+			t.Errorf("state dir holds %v, want only %v (the store and its key file)", names, want)
 		}
 		testenv.NoPlaintext(t, b.state)
 	})
@@ -231,6 +232,14 @@ func (b *box) waitAvailable(state string) {
 	if !testenv.WaitUntil(15*time.Second, func() bool { return last() == state }) {
 		b.t.Fatalf("…/available = %q, want %q", last(), state)
 	}
+}
+
+func dirNames(entries []os.DirEntry) []string {
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names
 }
 
 // postVisit sends a consent token to POST /v1/visits as the kiosk.

@@ -430,7 +430,9 @@ func TestKioskBrowser(t *testing.T) {
 		eval[bool](tb, `token = 'not-an-auditor-token', true`) // as if the box's tokens had changed
 		tb.waitFor(`!document.getElementById('login').hidden && !document.getElementById('error').hidden`)
 		tb.do(chromedp.SendKeys(chromedp.ID("token"), b.tokens[httpapi.RoleAuditor]), chromedp.Click(chromedp.CSS("#login button")))
-		// A checkpoint made since (every 2 s) is shown: so are the events before it.
+		// An event made since (a refused token), and the checkpoint after
+		// it (every 2 s), are shown: so are the events before them.
+		b.sub.Publish("consent", []byte("not a token"))
 		seqs := `[...document.querySelectorAll('#events tbody td:first-child')].map((td) => Number(td.textContent))`
 		tb.waitFor(fmt.Sprintf(`%s.some((seq) => seq >= %d)`, seqs, size))
 		if dup := eval[int](tb, fmt.Sprintf(`((s) => s.length - new Set(s).size)(%s)`, seqs)); dup != 0 {
