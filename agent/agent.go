@@ -42,6 +42,7 @@ type Store interface {
 	Size() uint64
 	RecordCount() (int, error)
 	Compact() (store.CompactStats, error)
+	LatestCheckpoint() ([]byte, error)
 }
 
 // Verifier checks consent tokens and revoke commands: *consent.Verifier.
@@ -107,6 +108,10 @@ type Agent struct {
 	// before their count is written (refusals.go).
 	RefusalInterval time.Duration
 
+	// Witnesses, when set, cosign every checkpoint before it is published
+	// (docs/WITNESS.md).
+	Witnesses Witnesser
+
 	// Registry receives the agent's metrics; the transports add theirs.
 	Registry *prometheus.Registry
 
@@ -120,6 +125,10 @@ type Agent struct {
 	visits  *visitTracker
 	// refusals counts the refusals of unverified tokens.
 	refusals refusals
+	// cps takes checkpoints to the witnesses and the transports.
+	cps           checkpoints
+	witnessing    atomic.Bool // the witness loop runs
+	witnessCancel context.CancelFunc
 	// state is the open window and the queue as the control loop last
 	// published them: the one place they are read from outside the loop.
 	state atomic.Pointer[Snapshot]
@@ -220,11 +229,21 @@ func (a *Agent) Open() error {
 	if a.metrics, err = newMetrics(a); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	if err := a.cps.init(a.Registry); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if a.Witnesses != nil {
+		var wctx context.Context
+		wctx, a.witnessCancel = context.WithCancel(context.Background())
+		a.witnessing.Store(true)
+		go a.witnessLoop(wctx)
+	}
 	a.visits = newVisitTracker()
 	a.Store.Subscribe(a.metrics.observe)
 	a.Store.Subscribe(a.visits.observe)
 	if err := a.start(); err != nil {
 		a.cancel()
+		a.stopWitnessing()
 		return err
 	}
 
@@ -321,9 +340,20 @@ func (a *Agent) close() error {
 		return nil // never opened, or Open failed
 	}
 	a.loopsDone.Wait()
+	// The last checkpoint is published as the device signed it: the
+	// witnesses see it at the next start.
+	a.stopWitnessing()
 	errs := []error{a.flushRefusals(), a.append(&store.Event{Type: store.EventAgentStopped, Actor: actorAgent})}
 	_, err := a.checkpoint()
 	return errors.Join(append(errs, err)...)
+}
+
+// stopWitnessing stops the witness loop, if it runs, and waits for it.
+func (a *Agent) stopWitnessing() {
+	if a.witnessing.Swap(false) {
+		a.witnessCancel()
+		<-a.cps.done
+	}
 }
 
 // append records events in a transaction of their own.

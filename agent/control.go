@@ -562,6 +562,7 @@ func (c *control) revoke(r *consent.Revoke, quiet bool) (Receipt, error) {
 	if erased > 0 {
 		a.compactDue.Store(true)
 	}
+	a.signed([]byte(rc.Checkpoint))
 	return rc, nil
 }
 
@@ -650,7 +651,11 @@ func (a *Agent) checkpoint() ([]byte, error) {
 		note, err = a.appendCheckpoint(tx)
 		return err
 	})
-	return note, err
+	if err != nil {
+		return nil, err
+	}
+	a.signed(note)
+	return note, nil
 }
 
 // appendCheckpoint brings the latest checkpoint up to the whole log as it

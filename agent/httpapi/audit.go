@@ -64,7 +64,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	cp, err := s.Log.LatestCheckpoint()
+	cp, err := s.Core.Checkpoint()
 	if err != nil {
 		return fmt.Errorf("read the latest checkpoint: %w", err)
 	}

@@ -32,6 +32,7 @@ type Core interface {
 	Records(sel store.Selector) ([]*store.Record, error)
 	ReadImage(id, purpose, actor string) ([]byte, error)
 	VisitStatus(visit string) (agent.VisitStatus, bool)
+	Checkpoint() ([]byte, error)
 }
 
 // AuditLog is the log the auditor reads: *store.DB.
@@ -41,7 +42,6 @@ type AuditLog interface {
 	Root(size uint64) ([]byte, error)
 	InclusionProof(seq, size uint64) ([][]byte, error)
 	ConsistencyProof(from, to uint64) ([][]byte, error)
-	LatestCheckpoint() ([]byte, error)
 	PendingCount() (int, error)
 	Evidence(from uint64, limit int) ([]store.Evidence, error)
 	EvidenceByJTI(jti string) (store.Evidence, error)

@@ -21,15 +21,15 @@ import (
 type Core interface {
 	Consent(ctx context.Context, token []byte) (agent.Accepted, error)
 	Revoke(ctx context.Context, token []byte) (agent.Receipt, error)
+	Checkpoint() ([]byte, error)
+	SubscribeCheckpoints(fn func(note []byte))
 }
 
-// Outbox is the store's outbox of audit events and what the bus publishes
-// retained: *store.DB.
+// Outbox is the store's outbox of audit events: *store.DB.
 type Outbox interface {
 	Pending(limit int) ([]store.Message, error)
 	Ack(seqs ...uint64) error
 	PendingCount() (int, error)
-	LatestCheckpoint() ([]byte, error)
 	Subscribe(fn func(events []store.Event))
 }
 
@@ -109,7 +109,7 @@ type Bus struct {
 	up   chan struct{} // signalled on each connection
 
 	kick         chan struct{} // an event was committed
-	checkpointed chan struct{} // a checkpoint was committed
+	checkpointed chan struct{} // a checkpoint is to be published
 
 	connected prometheus.Gauge
 	failures  *prometheus.CounterVec
@@ -185,23 +185,13 @@ func (b *Bus) Open() error {
 	b.up = make(chan struct{}, 1)
 	b.kick = make(chan struct{}, 1)
 	b.checkpointed = make(chan struct{}, 1)
-	b.Outbox.Subscribe(b.committed)
+	b.Outbox.Subscribe(func([]store.Event) { signal(b.kick) })
+	b.Core.SubscribeCheckpoints(func([]byte) { signal(b.checkpointed) })
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.done.Add(2)
 	go func() { defer b.done.Done(); b.session() }()
 	go func() { defer b.done.Done(); b.publishOutbox() }()
 	return nil
-}
-
-// committed hears of committed events (a store subscriber): they wake the
-// publisher, and a checkpoint is published retained.
-func (b *Bus) committed(events []store.Event) {
-	signal(b.kick)
-	for _, ev := range events {
-		if ev.Type == store.EventCheckpoint {
-			signal(b.checkpointed)
-		}
-	}
 }
 
 func signal(ch chan struct{}) {
@@ -451,9 +441,10 @@ func (b *Bus) publish(c *conn, name string, retained bool, payload []byte) {
 	}()
 }
 
-// publishCheckpoint publishes the latest checkpoint, retained.
+// publishCheckpoint publishes the latest checkpoint, retained: every
+// checkpoint interval, so that its arrival says the box is alive.
 func (b *Bus) publishCheckpoint(c *conn) {
-	cp, err := b.Outbox.LatestCheckpoint()
+	cp, err := b.Core.Checkpoint()
 	if err != nil {
 		b.Logger.Error("read the latest checkpoint", logKeyError, err)
 		return

@@ -18,9 +18,17 @@ const latencyRuns = 100
 // consentcam run on a clip of a lone visitor (YuNet, detect_fps 5, the
 // default): from publishing a consent token to capture.saved arriving on
 // …/audit, and from publishing a revoke for that visit to its receipt
-// arriving on …/revoke/receipt. Run it with -benchtime 1x.
+// arriving on …/revoke/receipt; without a witness, and with one (a real
+// omniwitness cosigning every checkpoint, off the capture and revoke
+// path). Run it with -benchtime 1x.
 func BenchmarkLatency(b *testing.B) {
-	box := newBox(b, boxConfig{scene: "visitor", detectFPS: 5})
+	for _, witnessed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("witness=%v", witnessed), func(b *testing.B) { latency(b, witnessed) })
+	}
+}
+
+func latency(b *testing.B, witnessed bool) {
+	box := newBox(b, boxConfig{scene: "visitor", detectFPS: 5, witnessed: witnessed})
 	var toSaved, toReceipt []time.Duration
 	seen := 0
 	for i := 0; i < max(b.N, latencyRuns); i++ {

@@ -27,6 +27,7 @@ import (
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // mainEnv makes the test binary run main() instead of the tests.
@@ -56,6 +57,7 @@ type box struct {
 	state    string
 	broker   *testenv.Mosquitto
 	sub      *testenv.Subscriber
+	witness  *testenv.Omniwitness // with boxConfig.witnessed
 	httpAddr string
 	tokens   map[string]string // role → bearer token
 
@@ -79,6 +81,7 @@ type boxConfig struct {
 	broker    *testenv.Mosquitto // a broker shared with other boxes (default: one of its own)
 	siteKeys  string             // a keys directory whose issuer and operator keys this box uses too, as the cameras of one site do
 	sweep     time.Duration      // retention.sweep_interval (default 300ms)
+	witnessed bool               // a witness (omniwitness) cosigns the box's checkpoints: box.witness
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -171,6 +174,17 @@ store: {compact_interval: 1s}
 		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"), bc.sweep)
 	if bc.kiosk {
 		cfg += fmt.Sprintf("kiosk: {issuer: kiosk-1, key: %s/issuer.key}\n", b.keys)
+	}
+	if bc.witnessed {
+		origin := store.Origin(e2eSite, b.camera)
+		vkey, err := note.NewEd25519VerifierKey(origin, b.device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := testenv.StartOmniwitness(t, "witness.example/"+b.camera, testenv.WitnessedLog{Origin: origin, VKey: vkey})
+		cfg = strings.Replace(cfg, "audit: {checkpoint_interval: 2s}",
+			fmt.Sprintf("audit: {checkpoint_interval: 2s, witnesses: [{name: %q, url: %q, key: %q}]}", w.Name, w.URL(), w.VKey), 1)
+		b.witness = w
 	}
 	b.config = filepath.Join(b.dir, "consentcam.yaml")
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/consentcam/consentcam/capture/opencv"
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
+	"github.com/consentcam/consentcam/witness"
 )
 
 // The concrete types satisfy the interfaces the agent and its transports
@@ -30,6 +31,7 @@ var (
 	_ agent.Store      = (*store.DB)(nil)
 	_ agent.Verifier   = (*consent.Verifier)(nil)
 	_ agent.Detector   = (capture.Detector)(nil)
+	_ agent.Witnesser  = (*witness.Client)(nil)
 	_ httpapi.Core     = (*agent.Agent)(nil)
 	_ httpapi.AuditLog = (*store.DB)(nil)
 	_ mqttbus.Core     = (*agent.Agent)(nil)
@@ -193,6 +195,17 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	a.CompactInterval = cfg.Store.CompactInterval
 	a.Version = Version
 	a.Logger = logger
+	if len(cfg.Audit.Witnesses) > 0 {
+		lv, err := store.NewCheckpointVerifier(store.Origin(cfg.Site, cfg.Camera), deviceKey.Public().(ed25519.PublicKey))
+		if err == nil {
+			a.Witnesses, err = witness.NewClient(lv, db, cfg.Audit.Witnesses, cfg.Audit.WitnessQuorum)
+		}
+		if err != nil {
+			det.Close()
+			db.Close()
+			return nil, fmt.Errorf("audit.witnesses: %w", err)
+		}
+	}
 
 	bus := mqttbus.New()
 	bus.Options = mqttOpts

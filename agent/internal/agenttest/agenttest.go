@@ -368,6 +368,23 @@ func (r *Rig) Halt() error {
 	return errors.Join(errs...)
 }
 
+// Reopen closes the store, lets fn change its files (a backup restored,
+// say), and opens it again; the agent must be stopped.
+func (r *Rig) Reopen(fn func(dir string)) {
+	r.T.Helper()
+	if err := r.DB.Close(); err != nil {
+		r.T.Fatal(err)
+	}
+	fn(r.StateDir)
+	db := store.NewDB(r.DB.Path())
+	db.MasterKey, db.Site, db.Camera, db.Now = r.DB.MasterKey, Site, Camera, r.Now
+	if err := db.Open(); err != nil {
+		r.T.Fatal(err)
+	}
+	r.DB = db
+	r.Faults = &FaultyStore{DB: db}
+}
+
 // Close stops the agent (once) and checks the store's invariants.
 func (r *Rig) Close() {
 	if r.Agent == nil {
