@@ -20,8 +20,17 @@ import (
 // the daemon's hot path.
 func (db *DB) Check() error {
 	// bbolt's check reads the freelist, which only a writable transaction
-	// keeps from concurrent writers.
-	return db.Update(func(tx *Tx) error {
+	// keeps from concurrent writers. It runs on a goroutine of its own,
+	// where a panic on a damaged page could not be recovered: walk reads
+	// every page first, under guard.
+	return guard(db.path, func() error { return db.Update(db.check) })
+}
+
+func (db *DB) check(tx *Tx) error {
+	if err := walk(db.path, tx.tx); err != nil {
+		return err
+	}
+	{
 		var errs []error
 		for err := range tx.tx.Check() {
 			errs = append(errs, fmt.Errorf("bbolt: %w", err))
@@ -35,7 +44,7 @@ func (db *DB) Check() error {
 			return fmt.Errorf("check %s: %w", tx.db.path, err)
 		}
 		return nil
-	})
+	}
 }
 
 // checkKeyFile runs bbolt's check on the key file. writeMu must be held.

@@ -202,8 +202,13 @@ func (db *DB) Open() error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open store: %w", err)
 	}
-	if err := db.open(); err != nil {
+	err = guard(db.path, db.open)
+	if err != nil {
 		db.closeFiles()
+		var d *DamageError
+		if errors.As(err, &d) {
+			return fmt.Errorf("open store: %w", err)
+		}
 		return fmt.Errorf("open store %s: %w", db.path, err)
 	}
 	return nil
@@ -230,6 +235,18 @@ func (db *DB) validate() error {
 // open opens both files and brings them to a consistent state of the
 // current format. db.mu must be held for writing.
 func (db *DB) open() error {
+	// Damaged files are refused before anything is written to either.
+	storeExists, storeRecords, err := db.precheck(db.path)
+	if err != nil {
+		return err
+	}
+	keysExist, _, err := db.precheck(db.KeysPath())
+	if err != nil {
+		return err
+	}
+	if storeExists && !keysExist && storeRecords > 0 {
+		return &DamageError{db.KeysPath(), fmt.Sprintf("the key file is missing, and the store holds %d records: restore both files from one backup", storeRecords)}
+	}
 	version, err := db.openBolt()
 	if err != nil {
 		return err
@@ -262,17 +279,55 @@ func (db *DB) open() error {
 	return db.loadSize()
 }
 
-// openFile opens a bbolt file of the store.
+// openFile opens a bbolt file of the store, refusing one that is empty or
+// cut short.
 func (db *DB) openFile(path string) (*bbolt.DB, error) {
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, PageSize: pageSize, NoSync: db.noSync})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
-	}
+	b, err := db.boltOpen(path, false)
 	if err != nil {
 		return nil, err
 	}
 	b.AllocSize = allocSize
 	return b, nil
+}
+
+// precheck reads an existing file of the store read-only, and refuses it
+// when it is empty, not a store file, or cut short (its meta pages come
+// first: no page beyond them is read before its size is known to hold
+// them all); it returns whether the file exists, and the number of records
+// (of a store file of the current format).
+func (db *DB) precheck(path string) (exists bool, records int, err error) {
+	if exists, err = checkExisting(path); err != nil || !exists {
+		return exists, 0, err
+	}
+	b, err := db.boltOpen(path, true)
+	if err != nil {
+		return true, 0, err
+	}
+	defer func() { err = errors.Join(err, b.Close()) }()
+	if err := checkSize(b); err != nil {
+		return true, 0, err
+	}
+	err = b.View(func(btx *bbolt.Tx) error {
+		if meta := btx.Bucket(bucketMeta); meta != nil {
+			if v := meta.Get(metaVersion); len(v) == 1 && v[0] == formatVersion {
+				records = int(getUint64(meta, metaRecords))
+			}
+		}
+		return nil
+	})
+	return true, records, err
+}
+
+// boltOpen opens a bbolt file of the store.
+func (db *DB) boltOpen(path string, readOnly bool) (*bbolt.DB, error) {
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, PageSize: pageSize, NoSync: db.noSync, ReadOnly: readOnly})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+	case errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, &DamageError{path, "not a store file, or its meta pages are damaged: " + err.Error()}
+	}
+	return b, err
 }
 
 // openBolt opens the store file, creates what is missing, and returns its
