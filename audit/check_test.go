@@ -344,8 +344,8 @@ func TestRule4(t *testing.T) {
 	t.Run("a retention longer than the notice announces", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Notice.Purposes = []consent.Purpose{
-			consent.NewPurpose(channel, "Tell which sales channel brought you", 720*time.Hour),
-			consent.NewPurpose(security, "Keep the entrance safe", 24*time.Hour),
+			consent.NewPurpose(channel, consent.Same("Tell which sales channel brought you"), 720*time.Hour),
+			consent.NewPurpose(security, consent.Same("Keep the entrance safe"), 24*time.Hour),
 		}
 		b.Settings.Purposes[channel] = audit.Duration(1440 * time.Hour)
 		b.Start()

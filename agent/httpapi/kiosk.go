@@ -77,7 +77,7 @@ func newKiosk(s *Server) (*kiosk, error) {
 		return nil, err
 	}
 	return &kiosk{s: s, opts: *o, codes: codes, perCode: newLimiter(codePerMinute, codeBurst),
-		notice: newKioskNotice(s.Notice, s.noticeHash, o.Window), static: static}, nil
+		notice: newKioskNotice(s.noticeHash, o.Window), static: static}, nil
 }
 
 // routes adds the kiosk's pages and API. Agreeing, declining and a visit's

@@ -124,10 +124,11 @@ func NewBoxAt(tb testing.TB, path string) *Box {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { b.DB.Close() })
-	b.Notice = consent.NewNotice(Site, Camera, 20*time.Second)
-	b.Notice.Controller = "Example Realty Ltd."
-	b.Notice.Contact = "privacy@example.com"
-	b.Notice.Withdraw = "Ask the front desk."
+	b.Notice = consent.NewNotice(Site, Camera, 20*time.Second, "")
+	b.Notice.Controller = consent.Text{consent.LangChinese: "示例地产有限公司", consent.LangEnglish: "Example Realty Ltd."}
+	b.Notice.Contact = consent.Same("privacy@example.com")
+	b.Notice.Withdraw = consent.Text{consent.LangChinese: "请到前台办理。", consent.LangEnglish: "Ask the front desk."}
+	b.Notice.Alternative = consent.Text{consent.LangChinese: "请到前台登记。", consent.LangEnglish: "Sign in at the front desk instead."}
 	return b
 }
 
@@ -197,7 +198,7 @@ func (b *Box) Start() {
 	if len(b.Notice.Purposes) == 0 {
 		// The notice announces the retention the settings keep.
 		for _, p := range slices.Sorted(maps.Keys(b.Settings.Purposes)) {
-			b.Notice.Purposes = append(b.Notice.Purposes, consent.NewPurpose(p, "the purpose "+p, time.Duration(b.Settings.Purposes[p])))
+			b.Notice.Purposes = append(b.Notice.Purposes, consent.NewPurpose(p, consent.Same("the purpose "+p), time.Duration(b.Settings.Purposes[p])))
 		}
 	}
 	notice := b.Notice.JSON()
