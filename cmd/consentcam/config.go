@@ -39,10 +39,10 @@ type Config struct {
 	// Compliance, when given, is stated in the notice and in the record
 	// of processing.
 	Compliance *ComplianceConfig `yaml:"compliance"`
-	MQTT      MQTTConfig      `yaml:"mqtt"`
-	HTTP      HTTPConfig      `yaml:"http"`
-	Kiosk     KioskConfig     `yaml:"kiosk"`
-	Consent   struct {
+	MQTT       MQTTConfig        `yaml:"mqtt"`
+	HTTP       HTTPConfig        `yaml:"http"`
+	Kiosk      KioskConfig       `yaml:"kiosk"`
+	Consent    struct {
 		ClockSkew time.Duration `yaml:"clock_skew"`
 		// EvidenceRetention is how long consent tokens and revoke
 		// commands are kept as evidence (SPEC, "Evidence").
