@@ -39,6 +39,8 @@ type Store interface {
 	Update(fn func(tx *store.Tx) error) error
 	View(fn func(tx *store.Tx) error) error
 	Subscribe(fn func(events []store.Event))
+	// Events returns up to limit events' JSON from seq from on.
+	Events(from uint64, limit int) ([][]byte, error)
 	Size() uint64
 	RecordCount() (int, error)
 	Compact() (store.CompactStats, error)
@@ -107,6 +109,10 @@ type Agent struct {
 	// before their count is written (refusals.go).
 	RefusalInterval time.Duration
 
+	// FilingThresholds are the counts of distinct subjects with stored face
+	// data whose first crossing is recorded (filing.threshold).
+	FilingThresholds []int
+
 	// Registry receives the agent's metrics; the transports add theirs.
 	Registry *prometheus.Registry
 
@@ -115,9 +121,10 @@ type Agent struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 
-	signer  note.Signer
-	metrics *metrics
-	visits  *visitTracker
+	signer   note.Signer
+	metrics  *metrics
+	visits   *visitTracker
+	subjects *subjects
 	// refusals counts the refusals of unverified tokens.
 	refusals refusals
 	// state is the open window and the queue as the control loop last
@@ -154,6 +161,7 @@ func New() *Agent {
 		CompactInterval:    DefaultCompactInterval,
 		RefusalInterval:    DefaultRefusalInterval,
 		EvidenceRetention:  DefaultEvidenceRetention,
+		FilingThresholds:   []int{FilingWarnThreshold, FilingThreshold},
 		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,
@@ -217,12 +225,19 @@ func (a *Agent) Open() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.signer = signer
+	// Nothing writes before start: the count read from the log and the
+	// subscriber's updates leave no gap.
+	a.subjects = newSubjects(a.FilingThresholds)
+	if err := a.subjects.load(a.Store); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	if a.metrics, err = newMetrics(a); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.visits = newVisitTracker()
 	a.Store.Subscribe(a.metrics.observe)
 	a.Store.Subscribe(a.visits.observe)
+	a.Store.Subscribe(a.subjects.observe)
 	if err := a.start(); err != nil {
 		a.cancel()
 		return err

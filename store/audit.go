@@ -51,6 +51,10 @@ const (
 	EventAccessRefused = "access.refused"
 	// EventEvidenceExpired: consent or revoke evidence deleted after consent.evidence_retention.
 	EventEvidenceExpired = "evidence.expired"
+	// EventFilingThreshold: the distinct subjects whose face data is stored
+	// reached a filing threshold for the first time (the 2025
+	// face-recognition measures, art. 15).
+	EventFilingThreshold = "filing.threshold"
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -62,6 +66,7 @@ var eventTypes = []string{
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
 	EventWitnessFailed, EventWitnessRecovered, EventAccessRefused, EventEvidenceExpired,
+	EventFilingThreshold,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the
