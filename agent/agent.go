@@ -161,7 +161,7 @@ func New() *Agent {
 		CompactInterval:    DefaultCompactInterval,
 		RefusalInterval:    DefaultRefusalInterval,
 		EvidenceRetention:  DefaultEvidenceRetention,
-		FilingThresholds:   []int{FilingWarnThreshold, FilingThreshold},
+		FilingThresholds:   []int{store.FilingWarnThreshold, store.FilingThreshold},
 		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,

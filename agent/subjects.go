@@ -10,14 +10,6 @@ import (
 	"github.com/consentcam/consentcam/store"
 )
 
-// Filing thresholds: a processor that stores the face data of 100,000
-// people files with the provincial CAC within 30 working days (the 2025
-// face-recognition measures, art. 15); at 80,000 it is time to prepare.
-const (
-	FilingWarnThreshold = 80_000
-	FilingThreshold     = 100_000
-)
-
 // subjects counts the distinct subjects whose face data the store holds
 // (at least one record), from the log: read once at start, then kept up to
 // date as a store subscriber. It also knows which filing thresholds the log

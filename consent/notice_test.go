@@ -249,3 +249,23 @@ func TestText(t *testing.T) {
 		t.Error(`"zh" names no language of the notice, yet is taken`)
 	}
 }
+
+// A published notice reads back as it was built, and a version 1 notice
+// (texts as plain English strings) still reads.
+func TestNotice_ReadBack(t *testing.T) {
+	n := smallNotice()
+	var back consent.Notice
+	if err := json.Unmarshal(n.JSON(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Hash() != n.Hash() {
+		t.Errorf("read back, the notice hashes to %s, not %s", back.Hash(), n.Hash())
+	}
+	var v1 consent.Notice
+	if err := json.Unmarshal([]byte(`{"version":1,"controller":"Example","purposes":[{"id":"p","description":"d","retention":"1 day","retention_seconds":86400}]}`), &v1); err != nil {
+		t.Fatal(err)
+	}
+	if v1.Controller["en"] != "Example" || v1.Purposes[0].Description["en"] != "d" {
+		t.Errorf("version 1 notice read as %+v", v1)
+	}
+}

@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -144,4 +145,20 @@ func zhDuration(d time.Duration) string {
 		return "0秒"
 	}
 	return b.String()
+}
+
+// UnmarshalJSON reads a text by language, or a plain string: what version 1
+// of the notice wrote, in English.
+func (t *Text) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		*t = Text{LangEnglish: s}
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("a text must be a string or an object of strings by language: %v", err)
+	}
+	*t = m
+	return nil
 }

@@ -57,6 +57,14 @@ const (
 	EventFilingThreshold = "filing.threshold"
 )
 
+// The thresholds of filing.threshold: a processor storing the face data of
+// 100,000 people files with the provincial cyberspace administration within
+// 30 working days (measures art. 15); 80,000 is the time to prepare.
+const (
+	FilingWarnThreshold = 80_000
+	FilingThreshold     = 100_000
+)
+
 // eventTypes lists every event type, in the order of SPEC.
 var eventTypes = []string{
 	EventAgentStarted, EventAgentStopped, EventNoticePublished,

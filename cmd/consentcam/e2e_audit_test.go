@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/consentcam/consentcam/agent/httpapi"
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/store"
 )
 
@@ -55,6 +58,29 @@ func TestE2EAuditBundle(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "PASS") {
 		t.Errorf("audit check said:\n%s", stdout)
+	}
+
+	// The record of processing of the hour, pulled from the box itself.
+	now := time.Now().UTC()
+	stdout, stderr, code = runArgs(t, "report", "processing", "--url", "http://"+b.httpAddr,
+		"--token-file", filepath.Join(b.keys, httpapi.RoleAuditor+".token"),
+		"--from", now.Add(-time.Hour).Format(time.RFC3339), "--to", now.Add(time.Hour).Format(time.RFC3339), "--format", "json")
+	if code != 0 {
+		t.Fatalf("report processing: exit %d\n%s", code, stderr)
+	}
+	var rec audit.Processing
+	if err := json.Unmarshal([]byte(stdout), &rec); err != nil {
+		t.Fatalf("report processing: %v\n%s", err, stdout)
+	}
+	c := rec.Counts
+	if c.Asked != 2 || c.Agreed != 2 || c.Captures != 2 || c.Revokes != 1 || c.AccessesRefused != 1 ||
+		!maps.Equal(c.Accesses, map[string]int{"channel-attribution": 1}) ||
+		!maps.Equal(c.Erasures, map[string]int{"revoked: visitor withdrew": 1}) ||
+		rec.AtEnd.Records != 1 || rec.AtEnd.SubjectsStored != 1 || rec.Source != "http://"+b.httpAddr {
+		t.Errorf("record of processing: %s", stdout)
+	}
+	if got := b.metric("consentcam_subjects_stored"); got != 1 {
+		t.Errorf("consentcam_subjects_stored = %v, the record says 1", got)
 	}
 
 	tb := newBrowserTab(t, "file://"+filepath.Dir(report))
