@@ -217,7 +217,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	c := r.Counts
 	fmt.Fprintf(&b, "visitors asked %d: agreed %d (%s), declined %d\n", c.Asked, c.Accepted, countList(c.Agreed), c.Declined)
 	fmt.Fprintf(&b, "captures saved %d, skipped %d (%s)\n", c.Saved, sum(c.Skipped), countList(c.Skipped))
-	fmt.Fprintf(&b, "records erased %d (%s), %d kept at the end\n", sum(c.Erased), countList(c.Erased), c.LiveRecords)
+	fmt.Fprintf(&b, "records erased %d (%s), %d kept at the end, of %d people\n", sum(c.Erased), countList(c.Erased), c.LiveRecords, c.SubjectsStored)
 	fmt.Fprintf(&b, "image reads %d (%s)\n", sum(c.Reads), countList(c.Reads))
 	if r.Passed() {
 		fmt.Fprintln(&b, "PASS")

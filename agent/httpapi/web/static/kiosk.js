@@ -294,6 +294,19 @@ function reset() {
   showStep('start');
 }
 
+// A visitor may walk away from the first page having switched the language,
+// the text size or answered: after two idle minutes it is ready for the
+// next one again.
+const IDLE = 120000;
+let idleTimer = null;
+function idle() {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    if (!$('start').hidden && !$('choice').hidden) reset();
+  }, IDLE);
+}
+for (const type of ['click', 'keydown', 'change', 'touchstart']) document.addEventListener(type, idle, {passive: true});
+
 $('setup-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   const given = $('setup-token').value.trim();
