@@ -5,15 +5,21 @@ BIN      ?= bin/consentcam
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Debian packages: what building and running need (mosquitto-clients for
 # watching the bus), and what the tests add (the broker they run, the browser
-# they drive).
+# they drive, a Chinese font so that it lays the kiosk out as a tablet does).
 RUN_PACKAGES  := pkg-config libopencv-dev opencv-data mosquitto-clients
-TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium
+TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium fonts-wqy-microhei
 # omniwitness, the C2SP tlog-witness the tests run, from the Go module proxy
 # (the repository has no tags: internal/testenv.OmniwitnessVersion names the
 # same pseudo-version), installed once outside the checkout, where
 # internal/testenv looks for it.
 OMNIWITNESS_VERSION := v0.0.0-20260720115447-2e1c6971d19e
 OMNIWITNESS_DIR ?= $(or $(CONSENTCAM_OMNIWITNESS_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/consentcam/omniwitness-$(OMNIWITNESS_VERSION))
+# axe-core, the accessibility engine the browser tests inject into the
+# kiosk's pages, from the npm registry (internal/testenv.AxeVersion names the
+# same version), installed once outside the checkout. npm comes from Debian
+# unless the machine has one (NodeSource's nodejs carries its own).
+AXE_VERSION := 4.10.3
+AXE_DIR ?= $(or $(CONSENTCAM_AXE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/consentcam/axe-core-$(AXE_VERSION))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # How many inputs each fuzz target tries in `make fuzz` (`make test` runs them
 # briefly). Counts, not durations: with a duration, go1.26's fuzz coordinator
@@ -22,7 +28,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 1000000x
 TEST_FUZZTIME ?= 100000x
 
-.PHONY: all deps test-deps apt omniwitness build demo test lint bench fuzz clean
+.PHONY: all deps test-deps apt omniwitness axe-core build demo test lint bench fuzz clean
 
 all: build
 
@@ -30,10 +36,20 @@ all: build
 deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(RUN_PACKAGES)"
 
-## test-deps: the same, and those the tests need (Debian packages, omniwitness).
+## test-deps: the same, and those the tests need (Debian packages, omniwitness, axe-core).
 test-deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_PACKAGES)"
 	@$(MAKE) --no-print-directory omniwitness
+	@$(MAKE) --no-print-directory axe-core
+
+## axe-core: install the accessibility engine the browser tests use, unless it is there.
+axe-core:
+	@if [ ! -f "$(AXE_DIR)/node_modules/axe-core/axe.min.js" ]; then \
+		command -v npm >/dev/null || $(MAKE) --no-print-directory apt PACKAGES=npm; \
+		echo "installing axe-core $(AXE_VERSION) into $(AXE_DIR)"; \
+		mkdir -p "$(AXE_DIR)" && \
+		npm install --prefix "$(AXE_DIR)" --no-save --no-package-lock --no-audit --no-fund axe-core@$(AXE_VERSION); \
+	fi
 
 ## omniwitness: install the witness the tests run, unless it is there.
 omniwitness:

@@ -39,6 +39,8 @@ type Store interface {
 	Update(fn func(tx *store.Tx) error) error
 	View(fn func(tx *store.Tx) error) error
 	Subscribe(fn func(events []store.Event))
+	// Events returns up to limit events' JSON from seq from on.
+	Events(from uint64, limit int) ([][]byte, error)
 	Size() uint64
 	RecordCount() (int, error)
 	Compact() (store.CompactStats, error)
@@ -112,6 +114,10 @@ type Agent struct {
 	// (docs/WITNESS.md).
 	Witnesses Witnesser
 
+	// FilingThresholds are the counts of distinct subjects with stored face
+	// data whose first crossing is recorded (filing.threshold).
+	FilingThresholds []int
+
 	// Registry receives the agent's metrics; the transports add theirs.
 	Registry *prometheus.Registry
 
@@ -120,9 +126,10 @@ type Agent struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 
-	signer  note.Signer
-	metrics *metrics
-	visits  *visitTracker
+	signer   note.Signer
+	metrics  *metrics
+	visits   *visitTracker
+	subjects *subjects
 	// refusals counts the refusals of unverified tokens.
 	refusals refusals
 	// cps takes checkpoints to the witnesses and the transports.
@@ -163,6 +170,7 @@ func New() *Agent {
 		CompactInterval:    DefaultCompactInterval,
 		RefusalInterval:    DefaultRefusalInterval,
 		EvidenceRetention:  DefaultEvidenceRetention,
+		FilingThresholds:   []int{store.FilingWarnThreshold, store.FilingThreshold},
 		Registry:           newRegistry(),
 		Version:            "dev",
 		Now:                time.Now,
@@ -226,6 +234,12 @@ func (a *Agent) Open() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.signer = signer
+	// Nothing writes before start: the count read from the log and the
+	// subscriber's updates leave no gap.
+	a.subjects = newSubjects(a.FilingThresholds)
+	if err := a.subjects.load(a.Store); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	if a.metrics, err = newMetrics(a); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -241,6 +255,7 @@ func (a *Agent) Open() error {
 	a.visits = newVisitTracker()
 	a.Store.Subscribe(a.metrics.observe)
 	a.Store.Subscribe(a.visits.observe)
+	a.Store.Subscribe(a.subjects.observe)
 	if err := a.start(); err != nil {
 		a.cancel()
 		a.stopWitnessing()

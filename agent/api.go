@@ -128,10 +128,11 @@ func send[T any](ctx context.Context, a *Agent, ch chan<- T, req T) error {
 }
 
 // Decline records that a visitor said no at the kiosk, and nothing else: no
-// subject, no visit, no purpose; only the notice in force and the actor. It
-// returns the event's seq.
-func (a *Agent) Decline(actor string) (uint64, error) {
-	ev := &store.Event{Type: store.EventConsentDeclined, Actor: actor, Detail: map[string]any{"notice": a.NoticeHash}}
+// subject, no visit, no purpose; only the notice in force, the actor, and
+// the reason when there is one (consent.ReasonGuardianRequired: a visitor
+// under 14 had no guardian to agree). It returns the event's seq.
+func (a *Agent) Decline(actor, reason string) (uint64, error) {
+	ev := &store.Event{Type: store.EventConsentDeclined, Actor: actor, Reason: reason, Detail: map[string]any{"notice": a.NoticeHash}}
 	if err := a.append(ev); err != nil {
 		return 0, unavailable(fmt.Errorf("record a refusal at the kiosk: %w", err))
 	}

@@ -183,11 +183,11 @@ func (c *checkpoints) init(reg *prometheus.Registry) error {
 	c.toWitness = make(chan []byte, 1)
 	c.done = make(chan struct{})
 	c.witnessCosigned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "consentcam_witness_cosigned", Help: "1 when the witness cosigned the latest checkpoint pushed to it, 0 when it failed.",
-		}, []string{"witness"})
+		Name: "consentcam_witness_cosigned", Help: "1 when the witness cosigned the latest checkpoint pushed to it, 0 when it failed.",
+	}, []string{"witness"})
 	c.witnessFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "consentcam_witness_failures_total", Help: "Pushes of a checkpoint to a witness that failed, by reason (down, refused, fork, bad-response, error).",
-		}, []string{"witness", "reason"})
+		Name: "consentcam_witness_failures_total", Help: "Pushes of a checkpoint to a witness that failed, by reason (down, refused, fork, bad-response, error).",
+	}, []string{"witness", "reason"})
 	c.witnessed = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "consentcam_checkpoint_witnessed", Help: "1 when the latest checkpoint has the quorum of cosignatures.",
 	})

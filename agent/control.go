@@ -296,7 +296,14 @@ func (c *control) settle() bool {
 		return true
 	}
 	a := c.a
-	err := a.Store.Update(func(tx *store.Tx) error { return writeClosings(tx, c.unsettled) })
+	err := a.Store.Update(func(tx *store.Tx) error {
+		if err := writeClosings(tx, c.unsettled); err != nil {
+			return err
+		}
+		// A capture may take the subjects stored past a filing threshold:
+		// recorded with it, in its transaction.
+		return appendAll(tx, a.subjects.crossings(tx.Appended())...)
+	})
 	if err != nil {
 		visits := make([]string, len(c.unsettled))
 		for i, cl := range c.unsettled {

@@ -65,6 +65,10 @@ func newMetrics(a *Agent) (*metrics, error) {
 			return float64(n)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "consentcam_subjects_stored",
+			Help: "Distinct subjects (people) whose face data the store holds; at 100000 the processor files with the provincial CAC.",
+		}, func() float64 { return float64(a.subjects.count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "consentcam_audit_seq", Help: "Seq of the last audit event (-1 before the first).",
 		}, func() float64 { return float64(a.Store.Size()) - 1 }),
 	} {

@@ -460,8 +460,13 @@ func parseNotice(data []byte) (*Notice, error) {
 	if said != n.Hash {
 		return nil, fmt.Errorf("says hash %s, but hashes to %s", said, n.Hash)
 	}
+	// Only what the rules need, read alike from every version of the
+	// notice (version 1 wrote texts as strings, version 2 by language).
 	var body struct {
-		Purposes []consent.Purpose `json:"purposes"`
+		Purposes []struct {
+			ID               string `json:"id"`
+			RetentionSeconds int64  `json:"retention_seconds"`
+		} `json:"purposes"`
 	}
 	if err := json.Unmarshal(data, &body); err != nil {
 		return nil, fmt.Errorf("not a notice: %v", err)

@@ -31,6 +31,10 @@ type Options struct {
 	// Device, when set, is the device key the auditor holds (from the
 	// installer, not from the box): the bundle's must be the same.
 	Device ed25519.PublicKey
+	// From and To, when set, bound the period whose events are counted
+	// (From included, To not); the rules are checked on the whole log, and
+	// what is kept is counted as it stands at To.
+	From, To time.Time
 }
 
 // Check verifies the bundle's log as `consentcam audit verify` does
@@ -49,6 +53,7 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	if opt.Tolerance > 0 {
 		r.Tolerance = opt.Tolerance
 	}
+	r.PeriodFrom, r.PeriodTo = opt.From, opt.To
 	if opt.Device != nil && !opt.Device.Equal(b.Device) {
 		return nil, bundleErr(FileDevice, "not the device key given (sha256:%s, the bundle has sha256:%s)",
 			KeyFingerprint(opt.Device), r.DeviceKey)
@@ -69,7 +74,7 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	case errors.As(err, &lerr):
 		// What the replay found so far means nothing.
 		r.Integrity = fmt.Errorf("%s does not verify against %s and %s: %w", FileLog, FileDevice, FileCheckpoint, err)
-		r.Rules, r.Runs, r.Counts = nil, nil, newCounts()
+		r.Rules, r.Runs, r.Counts, r.Filing = nil, nil, newCounts(), nil
 		return r, nil
 	case err != nil:
 		return nil, &BundleError{File: FileLog, Err: err}
@@ -164,6 +169,13 @@ type checker struct {
 	uncovered []stamped
 
 	rules map[int]*RuleResult
+
+	// cnt is where the event at hand is counted: the report's counts in
+	// the period, elsewhere scratch; ended is set once an event at or after
+	// the period's end has been seen, and the state then taken.
+	cnt     *Counts
+	scratch Counts
+	ended   bool
 }
 
 type consentState struct {
@@ -206,6 +218,7 @@ func newChecker(b *Bundle, r *Report) *checker {
 		missing: map[uint64]*missingEvidence{}, records: map[string]*recordState{},
 		bySubject: map[string]map[string]bool{}, byVisit: map[string]map[string]bool{},
 		everSaved: map[string]uint64{}, rules: map[int]*RuleResult{},
+		scratch: newCounts(),
 	}
 	for n := RuleConsent; n <= RuleClock; n++ {
 		rr := &RuleResult{Rule: n, Title: ruleTitles[n]}
@@ -233,6 +246,7 @@ func (c *checker) event(ev *store.Event) error {
 		c.r.From = ev.Time
 	}
 	c.r.To = ev.Time
+	c.period(ev)
 	if e := c.b.Evidence[ev.Seq]; e != nil && ev.Type != store.EventConsentAccepted && ev.Type != store.EventConsentRevoked {
 		return &BundleError{File: FileEvidence, Err: fmt.Errorf("evidence %q is kept for seq %d (%s), an event that references none", e.JTI, ev.Seq, ev.Type)}
 	}
@@ -250,7 +264,7 @@ func (c *checker) event(ev *store.Event) error {
 		c.erased = nil
 	}
 	c.clock(ev)
-	c.checkDeadlines(ev)
+	c.checkDeadlines(ev.Time, ev)
 
 	switch ev.Type {
 	case store.EventAgentStopped:
@@ -260,10 +274,13 @@ func (c *checker) event(ev *store.Event) error {
 	case store.EventConsentAccepted:
 		c.accepted(ev)
 	case store.EventConsentDeclined:
-		c.r.Counts.Declined++
-		c.r.Counts.Asked++
+		c.cnt.Declined++
+		c.cnt.Asked++
+		if ev.Reason == string(consent.ReasonGuardianRequired) {
+			c.cnt.NoGuardian++
+		}
 	case store.EventConsentRejected:
-		c.r.Counts.Rejected[ev.Reason]++
+		c.cnt.Rejected[ev.Reason]++
 	case store.EventWindowOpened:
 		c.windowOpened(ev)
 	case store.EventWindowClosed:
@@ -271,7 +288,7 @@ func (c *checker) event(ev *store.Event) error {
 	case store.EventCaptureSaved:
 		c.saved(ev)
 	case store.EventCaptureSkipped:
-		c.r.Counts.Skipped[ev.Reason]++
+		c.cnt.Skipped[ev.Reason]++
 		if c.windows[ev.Visit] == nil {
 			c.takePending(ev.Visit)
 		}
@@ -284,12 +301,47 @@ func (c *checker) event(ev *store.Event) error {
 	case store.EventConsentRevoked:
 		c.revoked(ev)
 	case store.EventRevokeRejected:
-		c.r.Counts.RevokesRejected++
+		c.cnt.RevokesRejected++
 	case store.EventEvidenceExpired:
 		c.evidenceExpired(ev)
+	case store.EventAccessRefused:
+		c.cnt.ReadsRefused++
+	case store.EventFilingThreshold:
+		if !c.ended {
+			n, _ := ev.Detail["threshold"].(json.Number)
+			t, _ := n.Int64()
+			m, _ := ev.Detail["subjects"].(json.Number)
+			subjects, _ := m.Int64()
+			c.r.Filing = append(c.r.Filing, Filing{Seq: ev.Seq, Time: ev.Time, Threshold: int(t), Subjects: int(subjects)})
+		}
 	}
 	c.prev = ev
 	return nil
+}
+
+// period counts ev in the report when it falls in the period, and takes
+// the state kept at the period's end before the first event after it.
+func (c *checker) period(ev *store.Event) {
+	to := c.r.PeriodTo
+	if !to.IsZero() && !ev.Time.Before(to) {
+		c.endPeriod()
+	}
+	if c.ended || ev.Time.Before(c.r.PeriodFrom) {
+		c.cnt = &c.scratch
+	} else {
+		c.cnt = &c.r.Counts
+	}
+}
+
+// endPeriod takes what is kept at the end of the period, once.
+func (c *checker) endPeriod() {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	c.r.Counts.LiveRecords = len(c.records)
+	c.r.Counts.SubjectsStored = len(c.bySubject)
+	c.r.NoticeAtEnd = c.notice
 }
 
 // started begins a run: its settings, its trusted keys, an empty queue.
@@ -448,7 +500,7 @@ func (c *checker) clock(ev *store.Event) {
 
 // accepted checks a consent.accepted event and its evidence (rules 1 and 3).
 func (c *checker) accepted(ev *store.Event) {
-	cnt := &c.r.Counts
+	cnt := c.cnt
 	cnt.Accepted++
 	cnt.Asked++
 	for _, p := range ev.Purposes {
@@ -460,6 +512,9 @@ func (c *checker) accepted(ev *store.Event) {
 
 	minor, _ := ev.Detail["minor"].(bool)
 	guardian, _ := ev.Detail["guardian"].(bool)
+	if minor && guardian {
+		cnt.Minors++
+	}
 	minorFlagged := false
 	if minor && !guardian {
 		c.violate(RuleMinor, ev.Time, []uint64{ev.Seq}, "consent of a minor (visit %s) accepted without a guardian", ev.Visit)
@@ -584,7 +639,7 @@ func (c *checker) windowOpened(ev *store.Event) {
 // saved checks rule 2 for a capture.saved event, and starts following the
 // record for rules 4 to 6.
 func (c *checker) saved(ev *store.Event) {
-	c.r.Counts.Saved++
+	c.cnt.Saved++
 	w := c.windows[ev.Visit]
 	switch {
 	case w == nil:
@@ -682,15 +737,16 @@ func (c *checker) expired(ev *store.Event) {
 	}
 	if deleted, _ := ev.Detail["deleted"].(bool); deleted || len(rec.tags) == 0 {
 		c.dropRecord(rec)
-		c.r.Counts.Erased["retention ended"]++
+		c.cnt.Erased["retention ended"]++
 	}
 }
 
-// checkDeadlines reports, before ev, the tags still alive past their
-// deadline (rule 4). A deadline that falls while the agent was down moves to
-// the sweep at its next start.
-func (c *checker) checkDeadlines(ev *store.Event) {
-	for len(c.deadlines) > 0 && ev.Time.After(c.deadlines[0].at) {
+// checkDeadlines reports the tags still alive past their deadline at time
+// now (rule 4): before the event ev, or, with ev nil, when the bundle was
+// made. A deadline that falls while the agent was down moves to the sweep at
+// its next start.
+func (c *checker) checkDeadlines(now time.Time, ev *store.Event) {
+	for len(c.deadlines) > 0 && now.After(c.deadlines[0].at) {
 		d := heap.Pop(&c.deadlines).(deadline)
 		rec := c.records[d.record]
 		if rec == nil {
@@ -702,14 +758,18 @@ func (c *checker) checkDeadlines(ev *store.Event) {
 		if c.downUntil.After(d.expires) && c.downFrom.Before(d.expires.Add(d.sweep)) {
 			if restart := c.downUntil.Add(c.tol); restart.After(d.at) {
 				d.at = restart
-				if !ev.Time.After(d.at) {
+				if !now.After(d.at) {
 					heap.Push(&c.deadlines, d)
 					continue
 				}
 			}
 		}
-		c.violate(RuleRetention, ev.Time, []uint64{d.seq, ev.Seq}, "record %s still tagged for %s at %s: its retention ended at %s, the sweep had until %s",
-			d.record, d.purpose, stamp(ev.Time), stamp(d.expires), stamp(d.at))
+		seqs, when := []uint64{d.seq}, "when the bundle was made, "+stamp(now)
+		if ev != nil {
+			seqs, when = append(seqs, ev.Seq), "at "+stamp(now)
+		}
+		c.violate(RuleRetention, now, seqs, "record %s still tagged for %s %s: its retention ended at %s, the sweep had until %s",
+			d.record, d.purpose, when, stamp(d.expires), stamp(d.at))
 	}
 }
 
@@ -757,7 +817,7 @@ func erasureSeqs(es []erasure) []uint64 {
 // just before it, in its transaction, are all those of its subject or visit
 // that were alive, and a valid revoke command ordered it.
 func (c *checker) revoked(ev *store.Event) {
-	cnt := &c.r.Counts
+	cnt := c.cnt
 	cnt.Revokes++
 	erased := c.erased
 	c.erased = nil
@@ -829,7 +889,7 @@ func (c *checker) revoked(ev *store.Event) {
 // accessed checks rule 6 for a record.accessed event.
 func (c *checker) accessed(ev *store.Event) {
 	for _, p := range ev.Purposes {
-		c.r.Counts.Reads[p]++
+		c.cnt.Reads[p]++
 	}
 	seqs := []uint64{ev.Seq}
 	bad := func(format string, args ...any) {
@@ -857,7 +917,7 @@ func (c *checker) accessed(ev *store.Event) {
 // evidenceExpired accounts for evidence deleted at the end of its
 // retention.
 func (c *checker) evidenceExpired(ev *store.Event) {
-	c.r.Counts.EvidenceExpired++
+	c.cnt.EvidenceExpired++
 	n, _ := ev.Detail["seq"].(json.Number)
 	var seq uint64
 	if _, err := fmt.Sscan(n.String(), &seq); err != nil {
@@ -901,12 +961,22 @@ func (c *checker) finish() error {
 			c.violate(RuleRevoke, m.time, []uint64{seq}, "no evidence: the bundle holds no revoke command for this consent.revoked")
 		}
 	}
+	// A box still running when the bundle was made had until then to sweep
+	// (less the tolerance, the bundle's clock being the auditor's): its log
+	// holds every erasure made before the pull, and an idle box appends no
+	// event that would show a deadline passed.
+	if c.running && c.prev != nil {
+		made := c.b.Manifest.Made.Add(-c.tol)
+		if made.After(c.prev.Time) {
+			c.checkDeadlines(made, nil)
+		}
+	}
 	if c.lastSigned != nil && c.b.Manifest.Settings != nil {
 		if d := c.b.Manifest.Settings.differences(c.lastSigned); len(d) > 0 {
 			return bundleErr(FileManifest, "settings differ from those the box signed in its last agent.started: %v", d)
 		}
 	}
-	c.r.Counts.LiveRecords = len(c.records)
+	c.endPeriod()
 	for _, rr := range c.r.Rules {
 		slices.SortStableFunc(rr.Violations, func(a, b Violation) int {
 			return cmpSeqs(a.Seqs, b.Seqs)

@@ -331,6 +331,32 @@ func TestRule4(t *testing.T) {
 		b.Stop()
 		wantViolation(t, wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleRetention), v.Seq+2, "still tagged for channel-attribution")
 	})
+	t.Run("an idle box that does not sweep, pulled while it runs", func(t *testing.T) {
+		// Nothing happens after the capture, so no event of the log shows
+		// the deadline passed: the bundle's making does.
+		b := audittest.NewBox(t)
+		b.Settings.Purposes[security] = audit.Duration(2 * time.Second)
+		b.Start()
+		v := b.Visit(audittest.Purposes(security))
+		// The tag expires 2 s after the capture, the sweep may take the
+		// retention again (2 s), then the tolerance; the bundle's clock is
+		// given the tolerance once more.
+		b.AdvanceWith(2*time.Second+2*time.Second+2*audit.DefaultTolerance-time.Second, false, true)
+		wantPass(t, mustCheck(t, b.WriteBundle()))
+		b.AdvanceWith(2*time.Second, false, true)
+		vs := wantOnly(t, mustCheck(t, b.WriteBundle()), audit.RuleRetention)
+		wantViolation(t, vs, v.Seq+2, "when the bundle was made")
+		b.Stop() // and a box stopped before its deadline is not to blame
+	})
+	t.Run("a box stopped before the deadline, pulled later", func(t *testing.T) {
+		b := audittest.NewBox(t)
+		b.Settings.Purposes[security] = audit.Duration(2 * time.Second)
+		b.Start()
+		b.Visit(audittest.Purposes(security))
+		b.Stop()
+		b.AdvanceWith(time.Hour, false, false)
+		wantPass(t, mustCheck(t, b.WriteBundle()))
+	})
 	t.Run("a sweep that does not run", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Start()
@@ -344,8 +370,8 @@ func TestRule4(t *testing.T) {
 	t.Run("a retention longer than the notice announces", func(t *testing.T) {
 		b := audittest.NewBox(t)
 		b.Notice.Purposes = []consent.Purpose{
-			consent.NewPurpose(channel, "Tell which sales channel brought you", 720*time.Hour),
-			consent.NewPurpose(security, "Keep the entrance safe", 24*time.Hour),
+			consent.NewPurpose(channel, consent.Same("Tell which sales channel brought you"), 720*time.Hour),
+			consent.NewPurpose(security, consent.Same("Keep the entrance safe"), 24*time.Hour),
 		}
 		b.Settings.Purposes[channel] = audit.Duration(1440 * time.Hour)
 		b.Start()

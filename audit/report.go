@@ -57,6 +57,25 @@ type Report struct {
 	Integrity error
 	Rules     []*RuleResult
 	Counts    Counts
+
+	// PeriodFrom and PeriodTo bound the period counted (zero: unbounded;
+	// Options.From and To).
+	PeriodFrom, PeriodTo time.Time
+	// NoticeAtEnd is the hash of the notice in force at the end of the
+	// period.
+	NoticeAtEnd string
+	// Filing are the filing.threshold events up to the end of the period.
+	Filing []Filing
+}
+
+// Filing is a filing threshold crossed: the distinct subjects whose face
+// data the box stores reached it (the 2025 face-recognition measures, art.
+// 15).
+type Filing struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Threshold int       `json:"threshold"`
+	Subjects  int       `json:"subjects"`
 }
 
 // Run is one run of the agent: its agent.started event and the settings the
@@ -96,6 +115,12 @@ type Counts struct {
 	Asked    int
 	Accepted int
 	Declined int
+	// NoGuardian counts, among those declined, visitors under 14 whom no
+	// guardian could agree for (reason guardian-required).
+	NoGuardian int
+	// Minors counts, among those accepted, the consents a guardian gave
+	// for a visitor under 14.
+	Minors int
 	// Agreed counts the accepted consents by purpose.
 	Agreed map[string]int
 	// Rejected counts the tokens refused, by reason.
@@ -106,16 +131,21 @@ type Counts struct {
 	// Erased counts the records deleted, by cause: "retention ended", or
 	// "revoked: " and the revoke's reason.
 	Erased map[string]int
-	// Reads counts the image reads, by purpose.
-	Reads   map[string]int
-	Revokes int
+	// Reads counts the image reads, by purpose; ReadsRefused those refused
+	// (access.refused).
+	Reads        map[string]int
+	ReadsRefused int
+	Revokes      int
 	// RevokesRejected counts revoke commands refused.
 	RevokesRejected int
 	// EvidenceExpired counts the evidence deleted at the end of its
 	// retention.
 	EvidenceExpired int
-	// LiveRecords is the number of records still kept at the end of the log.
-	LiveRecords int
+	// LiveRecords is the number of records still kept at the end of the
+	// log (of the period), and SubjectsStored the distinct subjects they
+	// are of: the people whose face data the box holds.
+	LiveRecords    int
+	SubjectsStored int
 }
 
 func newCounts() Counts {
@@ -187,7 +217,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	c := r.Counts
 	fmt.Fprintf(&b, "visitors asked %d: agreed %d (%s), declined %d\n", c.Asked, c.Accepted, countList(c.Agreed), c.Declined)
 	fmt.Fprintf(&b, "captures saved %d, skipped %d (%s)\n", c.Saved, sum(c.Skipped), countList(c.Skipped))
-	fmt.Fprintf(&b, "records erased %d (%s), %d kept at the end\n", sum(c.Erased), countList(c.Erased), c.LiveRecords)
+	fmt.Fprintf(&b, "records erased %d (%s), %d kept at the end, of %d people\n", sum(c.Erased), countList(c.Erased), c.LiveRecords, c.SubjectsStored)
 	fmt.Fprintf(&b, "image reads %d (%s)\n", sum(c.Reads), countList(c.Reads))
 	if r.Passed() {
 		fmt.Fprintln(&b, "PASS")

@@ -51,6 +51,18 @@ const (
 	EventAccessRefused = "access.refused"
 	// EventEvidenceExpired: consent or revoke evidence deleted after consent.evidence_retention.
 	EventEvidenceExpired = "evidence.expired"
+	// EventFilingThreshold: the distinct subjects whose face data is stored
+	// reached a filing threshold for the first time (the 2025
+	// face-recognition measures, art. 15).
+	EventFilingThreshold = "filing.threshold"
+)
+
+// The thresholds of filing.threshold: a processor storing the face data of
+// 100,000 people files with the provincial cyberspace administration within
+// 30 working days (measures art. 15); 80,000 is the time to prepare.
+const (
+	FilingWarnThreshold = 80_000
+	FilingThreshold     = 100_000
 )
 
 // eventTypes lists every event type, in the order of SPEC.
@@ -62,6 +74,7 @@ var eventTypes = []string{
 	EventConsentRevoked, EventRevokeRejected, EventStoreCompacted,
 	EventSourceFailed, EventSourceRecovered, EventCheckpoint,
 	EventWitnessFailed, EventWitnessRecovered, EventAccessRefused, EventEvidenceExpired,
+	EventFilingThreshold,
 }
 
 // Event is one audit event. Its JSON, as Append stores it, is a leaf of the

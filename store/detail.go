@@ -31,4 +31,5 @@ var DetailKeys = map[string][]string{
 	EventWitnessRecovered: {"witness", "size", "failures"},
 	EventAccessRefused:    nil,
 	EventEvidenceExpired:  {"jti", "kind", "seq"},
+	EventFilingThreshold:  {"threshold", "subjects"},
 }

@@ -77,7 +77,7 @@ func newKiosk(s *Server) (*kiosk, error) {
 		return nil, err
 	}
 	return &kiosk{s: s, opts: *o, codes: codes, perCode: newLimiter(codePerMinute, codeBurst),
-		notice: newKioskNotice(s.Notice, s.noticeHash, o.Window), static: static}, nil
+		notice: newKioskNotice(s.noticeHash, o.Window), static: static}, nil
 }
 
 // routes adds the kiosk's pages and API. Agreeing, declining and a visit's
@@ -157,6 +157,10 @@ type KioskAgreement struct {
 	Expires  time.Time `json:"expires"` // the consent token's expiry
 	Seq      uint64    `json:"seq"`     // of consent.accepted
 	Waiting  int       `json:"waiting"` // visits before this one at the camera
+	// Minor and Guardian are the token's: a visitor under 14, for whom a
+	// guardian agreed.
+	Minor    bool `json:"minor"`
+	Guardian bool `json:"guardian"`
 	// Code is the withdrawal code; WithdrawURL the withdraw page with the
 	// code, and QRSVG that URL as a QR code (an SVG document).
 	Code        string `json:"code"`
@@ -177,6 +181,10 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) error {
 		// https://kiosk.example (behind a proxy); the request's Host
 		// otherwise. The receipt's link and QR code point there.
 		Origin string `json:"origin"`
+		// Minor: the visitor is under 14; Guardian: a parent or guardian
+		// confirmed, in person, that they agree for them.
+		Minor    bool `json:"minor"`
+		Guardian bool `json:"guardian"`
 	}
 	if err := k.decodeJSON(w, r, &req); err != nil {
 		return err
@@ -188,6 +196,10 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) error {
 	if req.Notice != s.noticeHash {
 		return &Error{Status: http.StatusConflict, Reason: string(consent.ReasonStaleNotice),
 			Msg: "the notice changed since the page was loaded: reload it, so the visitor sees the notice in force"}
+	}
+	if req.Minor && !req.Guardian {
+		return &Error{Status: http.StatusForbidden, Reason: string(consent.ReasonGuardianRequired),
+			Msg: "a visitor under 14 needs a parent or guardian to agree, in person: no consent is made without one"}
 	}
 	if len(req.Purposes) == 0 {
 		return &Error{Status: http.StatusBadRequest, Reason: ReasonNoPurpose, Msg: "no purpose ticked: agreeing to nothing is not consent"}
@@ -207,6 +219,7 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) error {
 	token, err := consent.SignConsent(k.opts.Key, k.opts.Issuer, consent.Consent{
 		Issuer: kioskIssuerName, Subject: subject, Visit: visit, Purposes: req.Purposes, Notice: s.noticeHash,
 		Audience: consent.Audience(s.Notice.Site, s.Notice.Camera), IssuedAt: now, NotBefore: now, Expires: now.Add(kioskTokenTTL),
+		Minor: req.Minor, Guardian: req.Minor && req.Guardian,
 	})
 	if err != nil {
 		return fmt.Errorf("sign the consent token: %w", err)
@@ -223,7 +236,7 @@ func (k *kiosk) handleAgree(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusAccepted, KioskAgreement{
 		Visit: visit, Subject: subject, Purposes: req.Purposes, Expires: acc.Consent.Expires.UTC(),
-		Seq: acc.Seq, Waiting: acc.Waiting, Code: code, WithdrawURL: withdrawURL, QRSVG: qr,
+		Seq: acc.Seq, Waiting: acc.Waiting, Minor: acc.Consent.Minor, Guardian: acc.Consent.Guardian, Code: code, WithdrawURL: withdrawURL, QRSVG: qr,
 	})
 	return nil
 }
@@ -246,12 +259,23 @@ func originOf(r *http.Request, origin string) (string, error) {
 }
 
 // handleDecline records that a visitor said no, and nothing else: no
-// subject, no visit, no purpose.
+// subject, no visit, no purpose. The body, optional, may give the reason
+// guardian-required: a visitor under 14 whom no guardian could agree for.
 func (k *kiosk) handleDecline(w http.ResponseWriter, r *http.Request) error {
-	if err := k.s.sameOrigin(r); err != nil {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := k.decodeJSON(w, r, &req); err != nil {
+			return err
+		}
+	} else if err := k.s.sameOrigin(r); err != nil {
 		return err
 	}
-	seq, err := k.s.Core.Decline(k.opts.Issuer)
+	if req.Reason != "" && req.Reason != string(consent.ReasonGuardianRequired) {
+		return badRequest("reason must be %q or none (got %q)", consent.ReasonGuardianRequired, req.Reason)
+	}
+	seq, err := k.s.Core.Decline(k.opts.Issuer, req.Reason)
 	if err != nil {
 		return fmt.Errorf("record the refusal: %w", err)
 	}

@@ -4,16 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"maps"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/consentcam/consentcam/agent"
 	"github.com/consentcam/consentcam/capture"
-	"github.com/consentcam/consentcam/consent"
 )
 
 func mustCodeKey(t *testing.T) codeKey {
@@ -94,42 +91,6 @@ func TestWithdrawalCode(t *testing.T) {
 			}
 		}
 	})
-}
-
-// The Chinese notice translates each standard sentence of the notice in
-// force, with the window and retention periods of the configuration. It
-// fails when consent.NewNotice changes a sentence: translate it anew.
-func TestKioskNoticeChinese(t *testing.T) {
-	n := consent.NewNotice("office-07", "entrance-1", 20*time.Second)
-	n.Controller, n.Contact, n.Withdraw = "C", "c@example.com", "Ask."
-	n.Purposes = []consent.Purpose{
-		consent.NewPurpose("channel-attribution", "Tell which sales channel brought you", 720*time.Hour),
-		consent.NewPurpose("entry-security", "Keep the entrance safe", 36*time.Hour+90*time.Second),
-	}
-	got := newKioskNotice(n, n.Hash(), 20*time.Second)
-	z := got.ZH
-	for field, zh := range map[string]string{
-		"collected": z.Collected, "method": z.Method, "storage": z.Storage, "sensitive": z.Sensitive, "refusal": z.Refusal,
-	} {
-		if zh == "" {
-			t.Errorf("no Chinese for the notice's %s: consent.NewNotice changed it; translate it in kiosk_notice.go", field)
-		}
-	}
-	if !strings.Contains(z.Method, "20秒") {
-		t.Errorf("method %q does not say 20秒", z.Method)
-	}
-	if got, want := z.Retention, map[string]string{"channel-attribution": "30天", "entry-security": "1天12小时1分钟30秒"}; !maps.Equal(got, want) {
-		t.Errorf("retention = %v, want %v", got, want)
-	}
-	if got.Hash != n.Hash() || got.WindowSeconds != 20 {
-		t.Errorf("hash %s, window %d", got.Hash, got.WindowSeconds)
-	}
-
-	// A sentence the kiosk has no translation for is left to the English.
-	n.Refusal = "Say no if you like."
-	if got := newKioskNotice(n, n.Hash(), 20*time.Second); got.ZH.Refusal != "" || got.ZH.Collected == "" {
-		t.Errorf("changed refusal: zh %q; collected %q", got.ZH.Refusal, got.ZH.Collected)
-	}
 }
 
 // The kiosk page explains, in both languages, every reason the agent gives

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -75,16 +76,11 @@ func TestKioskPages(t *testing.T) {
 	var n struct {
 		Hash          string `json:"hash"`
 		WindowSeconds int    `json:"window_seconds"`
-		ZH            struct {
-			Method    string            `json:"method"`
-			Retention map[string]string `json:"retention"`
-		} `json:"zh"`
 	}
 	if resp.StatusCode != 200 || json.Unmarshal(body, &n) != nil {
 		t.Fatalf("GET /kiosk/api/notice: %s %s", resp.Status, body)
 	}
-	if n.Hash != r.Notice.Hash() || n.WindowSeconds != 1 || !strings.Contains(n.ZH.Method, "1秒") ||
-		n.ZH.Retention["channel-attribution"] != "30天" || n.ZH.Retention["entry-security"] != "1小时" {
+	if n.Hash != r.Notice.Hash() || n.WindowSeconds != 1 {
 		t.Errorf("kiosk notice = %+v", n)
 	}
 }
@@ -166,6 +162,8 @@ func TestKioskAgreeRefusals(t *testing.T) {
 		{"unknown field", httpapi.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","subject":"me"}`, 400, "bad-request"},
 		{"origin with a path", httpapi.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","origin":"https://kiosk.example/x"}`, 400, "bad-request"},
 		{"origin not http", httpapi.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","origin":"javascript:alert(1)"}`, 400, "bad-request"},
+		{"a minor without a guardian", httpapi.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","minor":true}`, 403, "guardian-required"},
+		{"a minor whose guardian did not agree", httpapi.RoleKiosk, `{"purposes":["entry-security"],"notice":"` + hash + `","minor":true,"guardian":false}`, 403, "guardian-required"},
 		{"too large", httpapi.RoleKiosk, `{"purposes":["` + strings.Repeat("x", 5000) + `"]}`, 413, "too-large"},
 	} {
 		resp, body := r.Do("POST", "/kiosk/api/agree", c.role, strings.NewReader(c.body))
@@ -173,6 +171,33 @@ func TestKioskAgreeRefusals(t *testing.T) {
 	}
 	if evs := agenttest.Decisions(r.Events()); len(evs) != before {
 		t.Errorf("refused requests were logged:\n%s", agenttest.Dump(evs[before:]))
+	}
+}
+
+// A visitor under 14 whose guardian agreed in person: the token the kiosk
+// signs, and so consent.accepted and its evidence, say minor and guardian.
+func TestKioskAgreeMinor(t *testing.T) {
+	r := agenttest.New(t, time.Hour, nil, agenttest.WithKiosk(kioskKid))
+	body := `{"purposes":["channel-attribution"],"notice":"` + r.Notice.Hash() + `","minor":true,"guardian":true}`
+	resp, data := r.Do("POST", "/kiosk/api/agree", httpapi.RoleKiosk, strings.NewReader(body))
+	var ag httpapi.KioskAgreement
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(data, &ag) != nil {
+		t.Fatalf("agree: %s %s", resp.Status, data)
+	}
+	if !ag.Minor || !ag.Guardian {
+		t.Errorf("agreement says minor %v, guardian %v", ag.Minor, ag.Guardian)
+	}
+	accepted := r.WaitEvent("consent.accepted", agenttest.OfVisit(store.EventConsentAccepted, ag.Visit))
+	if accepted.Detail["minor"] != true || accepted.Detail["guardian"] != true {
+		t.Errorf("consent.accepted detail = %v", accepted.Detail)
+	}
+	ev, err := r.DB.EvidenceByJTI(fmt.Sprint(accepted.Detail["jti"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := r.Agent.Verifier.VerifyConsent([]byte(ev.Token))
+	if err != nil || !cl.Minor || !cl.Guardian {
+		t.Errorf("the evidence token: %+v, %v; want minor and guardian true", cl, err)
 	}
 }
 
@@ -200,6 +225,20 @@ func TestKioskDecline(t *testing.T) {
 	if n, _ := r.DB.RecordCount(); n != 0 {
 		t.Errorf("%d records", n)
 	}
+
+	t.Run("a visitor under 14 without a guardian: the reason is recorded", func(t *testing.T) {
+		before := len(agenttest.Decisions(r.Events()))
+		resp, body := r.Do("POST", "/kiosk/api/decline", httpapi.RoleKiosk, strings.NewReader(`{"reason":"guardian-required"}`))
+		if resp.StatusCode != 200 {
+			t.Fatalf("decline: %s %s", resp.Status, body)
+		}
+		evs := agenttest.Decisions(r.Events())[before:]
+		if len(evs) != 1 || evs[0].Type != store.EventConsentDeclined || evs[0].Reason != "guardian-required" || evs[0].Subject != "" {
+			t.Errorf("logged %s", agenttest.Dump(evs))
+		}
+		resp, body = r.Do("POST", "/kiosk/api/decline", httpapi.RoleKiosk, strings.NewReader(`{"reason":"bored"}`))
+		agenttest.CheckError(t, "another reason", resp.StatusCode, body, http.StatusBadRequest, "bad-request")
+	})
 }
 
 // A withdrawal code erases its subject as a revoke command would, with a

@@ -28,7 +28,7 @@ const DefaultAddr = "127.0.0.1:8765"
 type Core interface {
 	Consent(ctx context.Context, token []byte) (agent.Accepted, error)
 	Withdraw(ctx context.Context, subject, actor, reason string) (agent.Receipt, error)
-	Decline(actor string) (uint64, error)
+	Decline(actor, reason string) (uint64, error)
 	Records(sel store.Selector) ([]*store.Record, error)
 	ReadImage(id, purpose, actor string) ([]byte, error)
 	VisitStatus(visit string) (agent.VisitStatus, bool)

@@ -124,10 +124,11 @@ func NewBoxAt(tb testing.TB, path string) *Box {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { b.DB.Close() })
-	b.Notice = consent.NewNotice(Site, Camera, 20*time.Second)
-	b.Notice.Controller = "Example Realty Ltd."
-	b.Notice.Contact = "privacy@example.com"
-	b.Notice.Withdraw = "Ask the front desk."
+	b.Notice = consent.NewNotice(Site, Camera, 20*time.Second, "")
+	b.Notice.Controller = consent.Text{consent.LangChinese: "示例地产有限公司", consent.LangEnglish: "Example Realty Ltd."}
+	b.Notice.Contact = consent.Same("privacy@example.com")
+	b.Notice.Withdraw = consent.Text{consent.LangChinese: "请到前台办理。", consent.LangEnglish: "Ask the front desk."}
+	b.Notice.Alternative = consent.Text{consent.LangChinese: "请到前台登记。", consent.LangEnglish: "Sign in at the front desk instead."}
 	return b
 }
 
@@ -197,7 +198,7 @@ func (b *Box) Start() {
 	if len(b.Notice.Purposes) == 0 {
 		// The notice announces the retention the settings keep.
 		for _, p := range slices.Sorted(maps.Keys(b.Settings.Purposes)) {
-			b.Notice.Purposes = append(b.Notice.Purposes, consent.NewPurpose(p, "the purpose "+p, time.Duration(b.Settings.Purposes[p])))
+			b.Notice.Purposes = append(b.Notice.Purposes, consent.NewPurpose(p, consent.Same("the purpose "+p), time.Duration(b.Settings.Purposes[p])))
 		}
 	}
 	notice := b.Notice.JSON()
@@ -675,4 +676,55 @@ func (b *Box) WriteBundle() string {
 		b.TB.Fatal(err)
 	}
 	return dir
+}
+
+// PeriodBox is a box whose log has known counts in the period from 3 to 5
+// March 2026 (UTC), and events before and after it that the period must
+// not count: the case of `consentcam report processing` (docs/PROCESSING.md
+// shows its record). In the period: 6 visitors asked, 4 agreed (3 to
+// channel-attribution, 2 to entry-security; 1 a minor with a guardian), 2
+// declined (1 a minor with no guardian); 3 faces saved, 1 consent skipped
+// (multiple-faces); 1 record erased by a revoke, 1 at the end of its
+// retention; 1 image read, 1 refused. At its end 3 records of 3 people are
+// kept.
+func PeriodBox(tb testing.TB) (b *Box, from, to time.Time) {
+	tb.Helper()
+	b = NewBox(tb)
+	b.Notice.Purposes = []consent.Purpose{
+		consent.NewPurpose(PurposeChannel, consent.Text{consent.LangChinese: "了解您是通过哪个销售渠道来的", consent.LangEnglish: "Tell which sales channel brought you"}, 720*time.Hour),
+		consent.NewPurpose(PurposeSecurity, consent.Text{consent.LangChinese: "保障入口安全", consent.LangEnglish: "Keep the entrance safe"}, 24*time.Hour),
+	}
+	b.Notice.Compliance = &consent.Compliance{PIAReference: "PIA-2025-014", PIADate: "2025-05-20",
+		DPOContact: consent.Text{consent.LangChinese: "个人信息保护负责人 dpo@example.com", consent.LangEnglish: "Data protection officer, dpo@example.com"}}
+	from, to = time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
+
+	// Before the period (from 2 March, 08:00).
+	b.Start()
+	v1 := b.Visit()
+	v2 := b.Visit()
+	b.Decline()
+	b.Advance(25 * time.Hour) // 3 March, 09:00
+
+	// In the period.
+	b.Visit(Purposes(PurposeChannel, PurposeSecurity)) // its entry-security tag expires, the record stays
+	b.Visit(Minor(true))
+	b.Decline()
+	b.Append(&store.Event{Type: store.EventConsentDeclined, Actor: IssuerKID, Reason: string(consent.ReasonGuardianRequired),
+		Detail: map[string]any{"notice": b.Notice.Hash()}})
+	nf := b.Accept()
+	b.Open(nf)
+	b.Skip(nf, "multiple-faces")
+	b.Visit(Purposes(PurposeSecurity)) // erased at the end of its retention, in the period
+	b.Read(v1, PurposeChannel)
+	b.Append(&store.Event{Type: store.EventAccessRefused, Record: v1.Record, Visit: v1.Visit, Subject: v1.Subject,
+		Purposes: []string{PurposeSecurity}, Reason: "purpose-not-allowed", Actor: "operator"})
+	b.Revoke(v2.Subject, "", "visitor withdrew")
+	b.Advance(26 * time.Hour) // 4 March, 11:00
+
+	// After the period.
+	b.Advance(14 * time.Hour) // 5 March, 01:00
+	b.Visit()
+	b.Decline()
+	b.Stop()
+	return b, from, to
 }

@@ -63,6 +63,8 @@ func TestAuditReportBrowser(t *testing.T) {
 		"count-reads-channel-attribution":  "3",
 		"count-reads-entry-security":       "1",
 		"count-revokes":                    "1",
+		"count-minors":                     "0", // the minor's consent had no guardian
+		"count-subjects":                   "4", // the three visits and the minor's; the revoked visitor's is gone
 	} {
 		if got := tb.text(id); got != want {
 			t.Errorf("#%s shows %q, want %q", id, got, want)

@@ -117,6 +117,9 @@ func TestAuditPullBundle(t *testing.T) {
 	v := b.Visit()
 	b.Revoke(v.Subject, "", "visitor withdrew")
 	b.Advance(time.Hour)
+	// Stopped: its clock is a test's, months before the pull stamps the
+	// bundle, and a box still running would be judged up to then (rule 4).
+	b.Stop()
 	srv := auditorEndpoints(t, b.DB, "auditor-secret")
 	tokenFile := filepath.Join(t.TempDir(), "auditor.token")
 	if err := os.WriteFile(tokenFile, []byte("auditor-secret\n"), 0o600); err != nil {

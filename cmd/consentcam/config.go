@@ -36,10 +36,13 @@ type Config struct {
 	Operators []KeyRef        `yaml:"operators"`
 	Notice    NoticeConfig    `yaml:"notice"`
 	Purposes  []PurposeConfig `yaml:"purposes"`
-	MQTT      MQTTConfig      `yaml:"mqtt"`
-	HTTP      HTTPConfig      `yaml:"http"`
-	Kiosk     KioskConfig     `yaml:"kiosk"`
-	Consent   struct {
+	// Compliance, when given, is stated in the notice and in the record
+	// of processing.
+	Compliance *ComplianceConfig `yaml:"compliance"`
+	MQTT       MQTTConfig        `yaml:"mqtt"`
+	HTTP       HTTPConfig        `yaml:"http"`
+	Kiosk      KioskConfig       `yaml:"kiosk"`
+	Consent    struct {
 		ClockSkew time.Duration `yaml:"clock_skew"`
 		// EvidenceRetention is how long consent tokens and revoke
 		// commands are kept as evidence (SPEC, "Evidence").
@@ -91,18 +94,100 @@ type KeyRef struct {
 	PublicKey string `yaml:"public_key"`
 }
 
-// NoticeConfig is what the notice says of the controller.
+// NoticeConfig is what the notice says of the controller, and its binding
+// language.
 type NoticeConfig struct {
-	Controller string `yaml:"controller"`
-	Contact    string `yaml:"contact"`
-	Withdraw   string `yaml:"withdraw"`
+	// Language is the binding language (consent.Languages; default zh-CN):
+	// every text below must be given in it.
+	Language   string   `yaml:"language"`
+	Controller LangText `yaml:"controller"`
+	Contact    LangText `yaml:"contact"`
+	Withdraw   LangText `yaml:"withdraw"`
+	// Alternative is how the visit goes on without a picture.
+	Alternative LangText `yaml:"alternative"`
+}
+
+// ComplianceConfig is what the processor states of its records, carried in
+// the notice: its personal information protection impact assessment and
+// whom to reach about personal information.
+type ComplianceConfig struct {
+	PIAReference string   `yaml:"pia_reference"`
+	PIADate      string   `yaml:"pia_date"` // YYYY-MM-DD
+	DPOContact   LangText `yaml:"dpo_contact"`
 }
 
 // PurposeConfig is one purpose a visitor can consent to.
 type PurposeConfig struct {
 	ID          string        `yaml:"id"`
-	Description string        `yaml:"description"`
+	Description LangText      `yaml:"description"`
 	Retention   time.Duration `yaml:"retention"`
+}
+
+// LangText is a text visitors read: a plain string, the same in every
+// language (a name, an address), or a map of language tags to the text in
+// each, such as {zh-CN: 示例地产有限公司, en: Example Realty Ltd.}.
+type LangText struct {
+	text consent.Text // nil when not given
+	// bad is why the YAML given is not a text, reported by Validate with
+	// the key's name.
+	bad string
+}
+
+// UnmarshalYAML reads a plain string or a map of language tags to strings.
+func (t *LangText) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			*t = LangText{}
+			return nil
+		}
+		*t = LangText{text: consent.Same(n.Value)}
+	case yaml.MappingNode:
+		*t = LangText{text: consent.Text{}}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			lang, ok := consent.CanonicalLanguage(k.Value)
+			switch {
+			case !ok:
+				t.bad = fmt.Sprintf("language %q is not one the notice is written in (%s)", k.Value, strings.Join(consent.Languages, ", "))
+			case v.Kind != yaml.ScalarNode || v.Tag == "!!null":
+				t.bad = fmt.Sprintf("the %s text must be a string", lang)
+			case t.text[lang] != "":
+				t.bad = fmt.Sprintf("language %s is given twice", lang)
+			}
+			if t.bad != "" {
+				return nil
+			}
+			t.text[lang] = v.Value
+		}
+	default:
+		t.bad = "must be a string, or a map of language tags (zh-CN, en) to strings"
+	}
+	return nil
+}
+
+// Text is the text in every language given; nil when none was.
+func (t LangText) Text() consent.Text { return t.text }
+
+// Plain returns a LangText that is s in every language.
+func Plain(s string) LangText { return LangText{text: consent.Same(s)} }
+
+// Langs returns a LangText of a text by language tag.
+func Langs(text consent.Text) LangText { return LangText{text: text} }
+
+// check reports, as an error naming field, a text missing, not a text, or
+// without the binding language.
+func (t LangText) check(field, binding, missing string) error {
+	switch {
+	case t.bad != "":
+		return &ConfigError{Field: field, Msg: t.bad}
+	case t.text == nil:
+		return &ConfigError{Field: field, Msg: missing}
+	}
+	if err := t.text.Check(binding); err != nil {
+		return &ConfigError{Field: field, Msg: err.Error()}
+	}
+	return nil
 }
 
 // MQTTConfig is the broker connection.
@@ -274,6 +359,9 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, prefix string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == reflect.TypeFor[LangText]() {
+		return nil // its keys are language tags, which it checks itself
+	}
 	switch {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := map[string]reflect.Type{}
@@ -420,13 +508,36 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	for _, f := range []struct{ name, value string }{
+	if c.Notice.Language == "" {
+		c.Notice.Language = consent.LangChinese
+	}
+	lang, ok := consent.CanonicalLanguage(c.Notice.Language)
+	if !ok {
+		return bad("notice.language", "must be one of %s (got %q)", strings.Join(consent.Languages, ", "), c.Notice.Language)
+	}
+	c.Notice.Language = lang
+	for _, f := range []struct {
+		name string
+		text LangText
+	}{
 		{"notice.controller", c.Notice.Controller},
 		{"notice.contact", c.Notice.Contact},
 		{"notice.withdraw", c.Notice.Withdraw},
+		{"notice.alternative", c.Notice.Alternative},
 	} {
-		if strings.TrimSpace(f.value) == "" {
-			return bad(f.name, "must be set: the notice tells every visitor this")
+		if err := f.text.check(f.name, lang, "must be set: the notice tells every visitor this"); err != nil {
+			return err
+		}
+	}
+	if cc := c.Compliance; cc != nil {
+		if strings.TrimSpace(cc.PIAReference) == "" {
+			return bad("compliance.pia_reference", "must be set: the reference of the personal information protection impact assessment")
+		}
+		if _, err := time.Parse(time.DateOnly, cc.PIADate); err != nil {
+			return bad("compliance.pia_date", "must be the assessment's date, such as 2025-05-20 (got %q)", cc.PIADate)
+		}
+		if err := cc.DPOContact.check("compliance.dpo_contact", lang, "must be set: whom visitors reach about their personal information"); err != nil {
+			return err
 		}
 	}
 	if len(c.Purposes) == 0 {
@@ -442,8 +553,8 @@ func (c *Config) Validate() error {
 			return bad(f+".id", "purpose %q is given twice", p.ID)
 		}
 		ids[p.ID] = true
-		if strings.TrimSpace(p.Description) == "" {
-			return bad(f+".description", "must say what the purpose is, in plain words")
+		if err := p.Description.check(f+".description", lang, "must say what the purpose is, in plain words"); err != nil {
+			return err
 		}
 		if p.Retention <= 0 {
 			return bad(f+".retention", "must be a positive duration such as 720h (got %v)", p.Retention)

@@ -43,7 +43,7 @@ func TestParseConfig_Example(t *testing.T) {
 const minimal = `site: office-07
 camera: entrance-1
 issuers: [{kid: kiosk-1, public_key: issuer.pub}]
-notice: {controller: C, contact: c@example.com, withdraw: Ask.}
+notice: {controller: C, contact: c@example.com, withdraw: Ask., alternative: Sign in at the desk.}
 purposes: [{id: entry-security, description: Keep the entrance safe, retention: 24h}]
 `
 
@@ -224,7 +224,7 @@ capture: {detector: cascade}
 keys: {master: %[1]s/master.key, device: %[1]s/device.key}
 issuers: [{kid: kiosk-1, public_key: %[1]s/issuer.pub}]
 operators: [{kid: ops-1, public_key: %[1]s/operator.pub}]
-notice: {controller: C, contact: c@example.com, withdraw: Ask.}
+notice: {controller: C, contact: c@example.com, withdraw: Ask., alternative: Sign in at the desk.}
 purposes: [{id: entry-security, description: Keep the entrance safe, retention: 24h}]
 http: {tokens: [{role: kiosk, token_file: %[1]s/kiosk.token}]}
 kiosk: {issuer: kiosk-1, key: %[1]s/%[2]s}
@@ -255,5 +255,131 @@ kiosk: {issuer: kiosk-1, key: %[1]s/%[2]s}
 	}
 	if k := d.HTTP.Kiosk; k == nil || k.Issuer != "kiosk-1" || !k.Key.Equal(want) {
 		t.Errorf("agent kiosk = %+v", k)
+	}
+}
+
+// Visitor-facing texts: a plain string is the same in every language, a
+// map gives one per language; the binding language must be among them.
+func TestParseConfig_Languages(t *testing.T) {
+	c, err := ParseConfig("c.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Notice.Language != "zh-CN" {
+		t.Errorf("notice.language = %q, want zh-CN by default", c.Notice.Language)
+	}
+	if got, want := c.Notice.Controller.Text(), (consent.Text{"zh-CN": "C", "en": "C"}); !got.Equal(want) {
+		t.Errorf("a plain string gives %v, want %v", got, want)
+	}
+
+	c, err = ParseConfig("c.yaml", []byte(`site: office-07
+camera: entrance-1
+issuers: [{kid: kiosk-1, public_key: issuer.pub}]
+notice:
+  language: EN
+  controller: {zh-CN: 示例地产, en: Example Realty}
+  contact: c@example.com
+  withdraw: {en: Ask the desk.}
+  alternative: {zh-cn: 请到前台登记。, en: Sign in at the desk.}
+purposes:
+  - id: entry-security
+    description: {en: Keep the entrance safe, zh-CN: 保障入口安全}
+    retention: 24h
+compliance: {pia_reference: PIA-7, pia_date: 2025-05-20, dpo_contact: {en: The DPO, zh-CN: 负责人}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Notice.Language != "en" {
+		t.Errorf("notice.language = %q, want en (tags are read case-insensitively)", c.Notice.Language)
+	}
+	for name, tt := range map[string]struct{ got, want consent.Text }{
+		"controller":  {c.Notice.Controller.Text(), consent.Text{"zh-CN": "示例地产", "en": "Example Realty"}},
+		"withdraw":    {c.Notice.Withdraw.Text(), consent.Text{"en": "Ask the desk."}},
+		"alternative": {c.Notice.Alternative.Text(), consent.Text{"zh-CN": "请到前台登记。", "en": "Sign in at the desk."}},
+		"description": {c.Purposes[0].Description.Text(), consent.Text{"zh-CN": "保障入口安全", "en": "Keep the entrance safe"}},
+		"dpo_contact": {c.Compliance.DPOContact.Text(), consent.Text{"zh-CN": "负责人", "en": "The DPO"}},
+	} {
+		if !tt.got.Equal(tt.want) {
+			t.Errorf("%s = %v, want %v", name, tt.got, tt.want)
+		}
+	}
+	n := noticeFromConfig(c)
+	if n.Language != "en" || n.Languages[0] != "en" || n.Compliance == nil || n.Compliance.PIAReference != "PIA-7" {
+		t.Errorf("notice: language %q, languages %v, compliance %+v", n.Language, n.Languages, n.Compliance)
+	}
+
+	for _, tt := range []struct {
+		name, yaml, field, msg string
+	}{
+		{"controller without the binding language", strings.Replace(minimal, "controller: C", "controller: {en: C}", 1),
+			"notice.controller", "no text in zh-CN, the binding language"},
+		{"withdraw without the binding language", strings.Replace(minimal, "withdraw: Ask.", "withdraw: {en: Ask.}", 1),
+			"notice.withdraw", "no text in zh-CN"},
+		{"purpose without the binding language", strings.Replace(minimal, "description: Keep the entrance safe", "description: {en: Keep the entrance safe}", 1),
+			"purposes[0].description", "no text in zh-CN, the binding language"},
+		{"binding language English, given only in Chinese",
+			strings.Replace(strings.Replace(minimal, "notice: {", "notice: {language: en, ", 1), "contact: c@example.com", "contact: {zh-CN: 前台}", 1),
+			"notice.contact", "no text in en, the binding language"},
+		{"dpo contact without the binding language", minimal + "compliance: {pia_reference: P, pia_date: 2025-05-20, dpo_contact: {en: DPO}}\n",
+			"compliance.dpo_contact", "no text in zh-CN"},
+		{"no alternative", strings.Replace(minimal, ", alternative: Sign in at the desk.", "", 1), "notice.alternative", "must be set"},
+		{"a language the notice is not written in", strings.Replace(minimal, "controller: C", "controller: {zh-CN: C, fr: C}", 1),
+			"notice.controller", `language "fr" is not one the notice is written in (zh-CN, en)`},
+		{"an empty text", strings.Replace(minimal, "controller: C", "controller: {zh-CN: C, en: ''}", 1), "notice.controller", "the en text is empty"},
+		{"a list for a text", strings.Replace(minimal, "controller: C", "controller: [C]", 1), "notice.controller", "a map of language tags"},
+		{"a language given twice", strings.Replace(minimal, "controller: C", "controller: {zh-CN: C, zh-cn: D}", 1), "notice.controller", "given twice"},
+		{"an unknown binding language", strings.Replace(minimal, "notice: {", "notice: {language: fr, ", 1), "notice.language", "zh-CN, en"},
+		{"compliance without a date", minimal + "compliance: {pia_reference: P, dpo_contact: D}\n", "compliance.pia_date", "2025-05-20"},
+		{"compliance with a bad date", minimal + "compliance: {pia_reference: P, pia_date: 20 May, dpo_contact: D}\n", "compliance.pia_date", "2025-05-20"},
+		{"compliance without a reference", minimal + "compliance: {pia_date: 2025-05-20, dpo_contact: D}\n", "compliance.pia_reference", "must be set"},
+		{"unknown compliance key", minimal + "compliance: {pia: P}\n", "compliance.pia", "known here: dpo_contact, pia_date, pia_reference"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("c.yaml", []byte(tt.yaml))
+			var cerr *ConfigError
+			if !errors.As(err, &cerr) || cerr.Field != tt.field || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("err = %v; want one naming %s and saying %q", err, tt.field, tt.msg)
+			}
+		})
+	}
+}
+
+// The notice hash changes when any language's text of any visitor-facing
+// key changes, and when the binding language does.
+func TestNoticeHash_EveryLanguage(t *testing.T) {
+	read := func(yaml string) string {
+		t.Helper()
+		c, err := ParseConfig("c.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return noticeFromConfig(c).Hash()
+	}
+	base := `site: office-07
+camera: entrance-1
+issuers: [{kid: kiosk-1, public_key: issuer.pub}]
+notice:
+  language: LANG
+  controller: {zh-CN: 示例地产, en: Example Realty}
+  contact: {zh-CN: 前台 c@example.com, en: Front desk c@example.com}
+  withdraw: {zh-CN: 问前台。, en: Ask the desk.}
+  alternative: {zh-CN: 请到前台登记。, en: Sign in at the desk.}
+purposes:
+  - {id: entry-security, description: {zh-CN: 保障入口安全, en: Keep the entrance safe}, retention: 24h}
+compliance: {pia_reference: PIA-7, pia_date: 2025-05-20, dpo_contact: {zh-CN: 负责人, en: The DPO}}
+`
+	zh := strings.Replace(base, "LANG", "zh-CN", 1)
+	want := read(zh)
+	if read(strings.Replace(base, "LANG", "en", 1)) == want {
+		t.Error("changing the binding language leaves the hash unchanged")
+	}
+	for _, text := range []string{"示例地产", "Example Realty", "前台 c@example.com", "Front desk c@example.com", "问前台。", "Ask the desk.",
+		"请到前台登记。", "Sign in at the desk.", "保障入口安全", "Keep the entrance safe", "负责人", "The DPO", "PIA-7"} {
+		t.Run(text, func(t *testing.T) {
+			if read(strings.Replace(zh, text, text+"!", 1)) == want {
+				t.Errorf("changing %q leaves the hash unchanged", text)
+			}
+		})
 	}
 }

@@ -369,13 +369,33 @@ func (d *demo) config(listen string) Config {
 	cfg.Operators = []KeyRef{{KID: demoOperator, PublicKey: key("operator.pub")}}
 	cfg.Kiosk = KioskConfig{Issuer: demoIssuer, Key: key("issuer.key")}
 	cfg.Notice = NoticeConfig{
-		Controller: "consentcam demo: a sales office that does not exist",
-		Contact:    "Nobody: this is a demo running on this computer.",
-		Withdraw:   "This is a demo: open the kiosk's withdraw page and enter the code you were given.",
+		Language: consent.LangChinese,
+		Controller: Langs(consent.Text{
+			consent.LangChinese: "consentcam 演示：一个并不存在的售楼处",
+			consent.LangEnglish: "consentcam demo: a sales office that does not exist",
+		}),
+		Contact: Langs(consent.Text{
+			consent.LangChinese: "无人：这是在本机上运行的演示。",
+			consent.LangEnglish: "Nobody: this is a demo running on this computer.",
+		}),
+		Withdraw: Langs(consent.Text{
+			consent.LangChinese: "这是演示：打开终端的撤回页面，输入您得到的撤回码。",
+			consent.LangEnglish: "This is a demo: open the kiosk's withdraw page and enter the code you were given.",
+		}),
+		Alternative: Langs(consent.Text{
+			consent.LangChinese: "不拍照也可以：请到前台用名片登记来访。",
+			consent.LangEnglish: "No photo needed: register at the front desk with your name card instead.",
+		}),
+	}
+	cfg.Compliance = &ComplianceConfig{
+		PIAReference: "DEMO-PIA-0", PIADate: "2025-05-20",
+		DPOContact: Langs(consent.Text{consent.LangChinese: "演示：无", consent.LangEnglish: "demo: nobody"}),
 	}
 	cfg.Purposes = []PurposeConfig{
-		{ID: "channel-attribution", Description: "Tell which sales channel brought you (demo)", Retention: 720 * time.Hour},
-		{ID: "entry-security", Description: "Keep the entrance safe (demo)", Retention: 24 * time.Hour},
+		{ID: "channel-attribution", Retention: 720 * time.Hour, Description: Langs(consent.Text{
+			consent.LangChinese: "了解您是通过哪个销售渠道来的（演示）", consent.LangEnglish: "Tell which sales channel brought you (demo)"})},
+		{ID: "entry-security", Retention: 24 * time.Hour, Description: Langs(consent.Text{
+			consent.LangChinese: "保障入口安全（演示）", consent.LangEnglish: "Keep the entrance safe (demo)"})},
 	}
 	cfg.MQTT.Username, cfg.MQTT.PasswordFile = demoAgentUser, d.tokenFile(demoAgentUser)
 	cfg.MQTT.ClientID = "consentcam-" + demoSite + "-" + demoCamera

@@ -329,7 +329,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("GET /v1/notice: %d %s", code, noticeBody)
 	}
 	var notice struct {
-		Controller string
+		Controller map[string]string
 		Hash       string
 		Purposes   []struct{ ID string }
 	}
@@ -340,7 +340,8 @@ func TestDemo(t *testing.T) {
 	for _, p := range notice.Purposes {
 		ids = append(ids, p.ID)
 	}
-	if want := []string{"channel-attribution", "entry-security"}; !slices.Equal(ids, want) || !strings.Contains(notice.Controller, "demo") {
+	if want := []string{"channel-attribution", "entry-security"}; !slices.Equal(ids, want) ||
+		!strings.Contains(notice.Controller["en"], "demo") || !strings.Contains(notice.Controller["zh-CN"], "演示") {
 		t.Errorf("notice: controller %q, purposes %v; want a demo controller, purposes %v", notice.Controller, ids, want)
 	}
 

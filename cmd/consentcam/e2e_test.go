@@ -158,10 +158,15 @@ capture: {detector: yunet, model: %s, window: %s, detect_fps: %d}
 keys: {master: %s/master.key, device: %s/device.key}
 issuers: [{kid: kiosk-1, public_key: %s/issuer.pub}]
 operators: [{kid: ops-1, public_key: %s/operator.pub}]
-notice: {controller: Example Realty Ltd., contact: privacy@example.com, withdraw: Ask the front desk.}
+notice:
+  controller: {zh-CN: 示例地产有限公司, en: Example Realty Ltd.}
+  contact: privacy@example.com
+  withdraw: {zh-CN: 请到前台办理。, en: Ask the front desk.}
+  alternative: {zh-CN: 不拍照也可以：请到前台用名片登记来访。, en: Register at the front desk with your name card instead.}
 purposes:
-  - {id: channel-attribution, description: Tell which sales channel brought you, retention: 720h}
-  - {id: entry-security, description: Keep the entrance safe, retention: 2s}
+  - {id: channel-attribution, description: {zh-CN: 了解您是通过哪个销售渠道来的, en: Tell which sales channel brought you}, retention: 720h}
+  - {id: entry-security, description: {zh-CN: 保障入口安全, en: Keep the entrance safe}, retention: 2s}
+compliance: {pia_reference: PIA-2025-014, pia_date: 2025-05-20, dpo_contact: dpo@example.com}
 mqtt: {url: %s}
 http:
   listen: %s

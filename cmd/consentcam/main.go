@@ -78,6 +78,7 @@ Commands:
 	keys        write a new set of keys, or print a camera's checkpoint vkey
 	notice      print the notice visitors are shown, or its hash
 	probe       print the faces the camera sees, to aim it
+	report      print the record of processing of a period
 	revoke      erase a visitor on every camera of a site and collect the receipts
 	token       sign a consent token or a revoke command
 	version     print the version
@@ -108,6 +109,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&NoticeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "probe":
 		return (&ProbeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "report":
+		return (&ReportCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "revoke":
 		return (&RevokeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "token":

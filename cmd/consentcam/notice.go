@@ -58,12 +58,16 @@ func (c *NoticeCommand) Run(ctx context.Context, args []string) error {
 // noticeFromConfig builds the notice of the camera that cfg configures. The
 // agent publishes this notice, and accepts only tokens carrying its hash.
 func noticeFromConfig(cfg Config) consent.Notice {
-	n := consent.NewNotice(cfg.Site, cfg.Camera, cfg.Capture.Window)
-	n.Controller = cfg.Notice.Controller
-	n.Contact = cfg.Notice.Contact
-	n.Withdraw = cfg.Notice.Withdraw
+	n := consent.NewNotice(cfg.Site, cfg.Camera, cfg.Capture.Window, cfg.Notice.Language)
+	n.Controller = cfg.Notice.Controller.Text()
+	n.Contact = cfg.Notice.Contact.Text()
+	n.Withdraw = cfg.Notice.Withdraw.Text()
+	n.Alternative = cfg.Notice.Alternative.Text()
 	for _, p := range cfg.Purposes {
-		n.Purposes = append(n.Purposes, consent.NewPurpose(p.ID, p.Description, p.Retention))
+		n.Purposes = append(n.Purposes, consent.NewPurpose(p.ID, p.Description.Text(), p.Retention))
+	}
+	if cc := cfg.Compliance; cc != nil {
+		n.Compliance = &consent.Compliance{PIAReference: cc.PIAReference, PIADate: cc.PIADate, DPOContact: cc.DPOContact.Text()}
 	}
 	return n
 }

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/consent"
 	"github.com/gowebpki/jcs"
 )
 
@@ -72,18 +74,31 @@ func TestNotice_Golden(t *testing.T) {
 
 func TestNoticeFromConfig(t *testing.T) {
 	n := testNotice(t)
-	if !strings.Contains(n.Method, "20 seconds") {
-		t.Errorf("method %q does not give the capture window of the configuration", n.Method)
+	if !strings.Contains(n.Method["en"], "20 seconds") || !strings.Contains(n.Method["zh-CN"], "20秒") {
+		t.Errorf("method %v does not give the capture window of the configuration", n.Method)
 	}
-	if n.Site != "office-07" || n.Camera != "entrance-1" || n.Controller != "示例地产有限公司 (Example Realty Ltd.)" ||
-		n.Contact != "privacy@example.com, +86 10 5555 0100" || n.Withdraw != "Ask the front desk, or scan the code on your receipt." {
-		t.Errorf("notice = %+v", n)
+	want := consent.Notice{Language: "zh-CN", Languages: []string{"zh-CN", "en"}, Site: "office-07", Camera: "entrance-1",
+		Controller: consent.Text{"zh-CN": "示例地产有限公司", "en": "Example Realty Ltd."},
+		Contact:    consent.Same("privacy@example.com, +86 10 5555 0100"),
+		Withdraw:   consent.Text{"zh-CN": "请到前台办理，或扫描收据上的二维码。", "en": "Ask the front desk, or scan the code on your receipt."},
+		Alternative: consent.Text{"zh-CN": "不拍照也可以：请到前台用名片登记来访。",
+			"en": "Register at the front desk with your name card instead."},
+	}
+	if n.Language != want.Language || !slices.Equal(n.Languages, want.Languages) || n.Site != want.Site || n.Camera != want.Camera ||
+		!n.Controller.Equal(want.Controller) || !n.Contact.Equal(want.Contact) || !n.Withdraw.Equal(want.Withdraw) ||
+		!n.Alternative.Equal(want.Alternative) {
+		t.Errorf("notice = %+v\nwant %+v", n, want)
+	}
+	if c := n.Compliance; c == nil || c.PIAReference != "PIA-2025-014" || c.PIADate != "2025-05-20" ||
+		c.DPOContact["en"] != "Data protection officer Ms Wang, dpo@example.com" {
+		t.Errorf("compliance = %+v", c)
 	}
 	if len(n.Purposes) != 2 {
 		t.Fatalf("purposes = %+v", n.Purposes)
 	}
-	if p := n.Purposes[1]; p.ID != "entry-security" || p.Description != "Keep the entrance safe: who came in, and when" ||
-		p.Retention != "1 day and 12 hours" || p.RetentionSeconds != 36*3600 {
+	if p := n.Purposes[1]; p.ID != "entry-security" ||
+		!p.Description.Equal(consent.Text{"zh-CN": "保障入口安全：谁在何时进入", "en": "Keep the entrance safe: who came in, and when"}) ||
+		!p.Retention.Equal(consent.Text{"zh-CN": "1天12小时", "en": "1 day and 12 hours"}) || p.RetentionSeconds != 36*3600 {
 		t.Errorf("purpose = %+v", p)
 	}
 

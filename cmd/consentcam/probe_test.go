@@ -155,6 +155,7 @@ notice:
   controller: Example Realty Ltd.
   contact: privacy@example.com
   withdraw: Ask the front desk.
+  alternative: Sign in at the front desk instead.
 purposes:
   - {id: channel-attribution, description: Tell which sales channel brought you, retention: 720h}
 `, clip, model, zone)

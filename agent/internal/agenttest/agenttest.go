@@ -263,11 +263,14 @@ func New(t testing.TB, retention time.Duration, tune func(*Rig), opts ...Option)
 			r.Logger = TestLogger(t)
 		}
 	}
-	r.Notice = consent.NewNotice(Site, Camera, time.Second)
-	r.Notice.Controller, r.Notice.Contact, r.Notice.Withdraw = "Example Realty Ltd.", "privacy@example.com", "Ask the front desk."
+	r.Notice = consent.NewNotice(Site, Camera, time.Second, "")
+	r.Notice.Controller = consent.Text{consent.LangChinese: "示例地产有限公司", consent.LangEnglish: "Example Realty Ltd."}
+	r.Notice.Contact = consent.Same("privacy@example.com")
+	r.Notice.Withdraw = consent.Text{consent.LangChinese: "请到前台办理。", consent.LangEnglish: "Ask the front desk."}
+	r.Notice.Alternative = consent.Text{consent.LangChinese: "请到前台登记。", consent.LangEnglish: "Sign in at the front desk instead."}
 	r.Notice.Purposes = []consent.Purpose{
-		consent.NewPurpose("channel-attribution", "Tell which sales channel brought you", 720*time.Hour),
-		consent.NewPurpose("entry-security", "Keep the entrance safe", retention),
+		consent.NewPurpose("channel-attribution", consent.Text{consent.LangChinese: "了解您是通过哪个销售渠道来的", consent.LangEnglish: "Tell which sales channel brought you"}, 720*time.Hour),
+		consent.NewPurpose("entry-security", consent.Text{consent.LangChinese: "保障入口安全", consent.LangEnglish: "Keep the entrance safe"}, retention),
 	}
 
 	r.Start()

@@ -8,6 +8,7 @@ const KEEP = 500; // rows shown
 const FIRST = 200; // events shown from before the page opened
 
 let token = takeToken(sessionStorage, TOKEN_KEY);
+loadBinding();
 let last = -1; // seq of the newest event shown
 let run = 0; // the polling started last: the loops of an earlier one stop
 

@@ -1,5 +1,7 @@
-// The consent kiosk: the notice, one checkbox per purpose, "I agree" and
-// "No thanks", then what happens at the camera and the visitor's receipt.
+// The consent kiosk: the notice, whether the visitor is under 14 (then a
+// guardian must agree), one checkbox per purpose, "I agree" and "No
+// thanks", then what happens at the camera and the visitor's receipt; or
+// how the visit goes on without a picture.
 'use strict';
 
 // The tablet is given the kiosk token once: typed into the set-up form (it
@@ -9,7 +11,7 @@ const TOKEN_KEY = 'consentcam.kiosk-token';
 let token = takeToken(localStorage, TOKEN_KEY);
 
 let notice = null; // the hashed notice, as /v1/notice serves it
-let extra = null; // /kiosk/api/notice: the window's length and the Chinese
+let extra = null; // /kiosk/api/notice: the window's length
 let polling = null; // the visit whose status is being followed
 let resetTimer = null;
 
@@ -37,44 +39,55 @@ const SKIPPED = {
     '没有保存任何照片：在拍照之前，摄像盒重新启动了。'],
 };
 
-// zhOr shows a sentence of the notice with its Chinese, or in English when
-// the box has no translation of it.
-const zhOr = (en, zh) => T(en, zh || en);
-
 function purposeNames(ids) {
-  const names = ids.map((id) => (notice.purposes.find((p) => p.id === id) || {description: id}).description);
-  return names.join('; ');
+  const out = [];
+  ids.forEach((id, i) => {
+    const p = notice.purposes.find((q) => q.id === id);
+    if (i > 0) out.push('; ');
+    out.push(p ? L(p.description) : id);
+  });
+  return out;
 }
 
 function renderNotice() {
-  const z = extra.zh;
-  $('controller').textContent = notice.controller;
-  const block = (en, zh, ...body) => h('section', {}, h('h2', {}, T(en, zh)), body);
-  $('notice').replaceChildren(
-    block('Who is asking', '谁在征求同意',
-      h('p', {}, notice.controller),
-      h('p', {}, T('Questions or complaints: ', '咨询或投诉：'), notice.contact)),
-    block('What is kept', '保存什么', h('p', {}, zhOr(notice.collected, z.collected))),
-    block('How', '怎样拍', h('p', {}, zhOr(notice.method, z.method))),
-    block('Where, and for how long', '保存在哪里、保存多久',
-      h('p', {}, zhOr(notice.storage, z.storage)),
+  $('controller').replaceChildren(...L(notice.controller));
+  const card = (en, zh, ...body) => h('section', {}, h('h2', {}, T(en, zh)), body);
+  const cards = [
+    card('Who is asking', '谁在征求同意',
+      h('p', {}, L(notice.controller)),
+      h('p', {}, T('Questions or complaints: ', '咨询或投诉：'), L(notice.contact))),
+    card('What is kept', '保存什么', h('p', {}, L(notice.collected))),
+    card('How', '怎样拍', h('p', {}, L(notice.method))),
+    card('Where, and for how long', '保存在哪里、保存多久',
+      h('p', {}, L(notice.storage)),
       h('p', {}, T('How long for each purpose: see the purposes below.', '每项用途的保存期限见下方。'))),
-    block('Sensitive information', '敏感个人信息', h('p', {}, zhOr(notice.sensitive, z.sensitive))),
-    block('How to withdraw', '如何撤回',
-      h('p', {}, notice.withdraw),
+    card('Sensitive information', '敏感个人信息', h('p', {}, L(notice.sensitive))),
+    card('Visitors under 14', '未满14周岁的访客', h('p', {}, L(notice.minors))),
+    card('How to withdraw', '如何撤回',
+      h('p', {}, L(notice.withdraw)),
       h('p', {}, T('If you agree, you get a withdrawal code (also as a QR code): with it, your picture is erased at once, at any time.',
         '如果您同意，您会得到一个撤回码（也有二维码）：凭此码可随时立即删除您的照片。'))),
-    block('Saying no', '拒绝', h('p', {}, zhOr(notice.refusal, z.refusal))),
-  );
+    card('Saying no', '拒绝', h('p', {}, L(notice.refusal)),
+      h('p', {}, T('Without a picture: ', '不拍照时：'), L(notice.alternative))),
+  ];
+  const c = notice.compliance;
+  if (c) {
+    cards.push(card('Our records', '我们的记录',
+      h('p', {}, T('Personal information protection impact assessment ', '个人信息保护影响评估 '), c.pia_reference,
+        T(`, of ${c.pia_date}.`, `（${c.pia_date}）。`)),
+      h('p', {}, T('Personal information contact: ', '个人信息保护负责人：'), L(c.dpo_contact))));
+  }
+  $('notice').replaceChildren(...cards);
   $('notice').removeAttribute('aria-busy');
   $('purposes').replaceChildren(...notice.purposes.map((p) => h('label', {class: 'purpose'},
     h('input', {type: 'checkbox', name: 'purpose', value: p.id}),
     h('span', {},
-      h('span', {class: 'purpose-name'}, p.description),
-      h('span', {class: 'retention'}, T(`Kept for ${p.retention}, then erased.`, `保存${z.retention[p.id]}，然后删除。`))))));
+      h('span', {class: 'purpose-name'}, L(p.description)),
+      h('span', {class: 'retention'}, T('Kept for ', '保存'), L(p.retention), T(', then erased.', '，然后删除。'))))));
+  for (const e of document.querySelectorAll('.alt-text')) e.replaceChildren(...L(notice.alternative));
   $('hashed').replaceChildren(...T(
-    `The English text is the published notice (SHA-256 ${notice.hash.slice(0, 16)}…); the Chinese is its translation.`,
-    `英文文本为正式发布的告知（SHA-256 ${notice.hash.slice(0, 16)}…），中文为其译文。`));
+    `This is the notice in force (SHA-256 ${notice.hash.slice(0, 16)}…), published in both languages; where they differ, the ${LANG_NAMES[notice.language]} text binds.`,
+    `以上为现行告知内容（SHA-256 ${notice.hash.slice(0, 16)}…），以两种语言发布；两种文本不一致时，以${LANG_NAMES[notice.language]}文本为准。`));
   updateAgree();
 }
 
@@ -85,6 +98,7 @@ async function loadNotice() {
       if (n.hash !== x.hash) throw new Error('the notice changed while it was loading');
       notice = n;
       extra = x;
+      startLang(n.language);
       renderNotice();
       return;
     } catch (e) {
@@ -100,8 +114,26 @@ function ticked() {
   return [...document.querySelectorAll('input[name=purpose]:checked')].map((i) => i.value);
 }
 
+// age is what the visitor answered: 'adult', 'minor', or '' (not yet).
+function age() {
+  const a = document.querySelector('input[name=age]:checked');
+  return a ? a.value : '';
+}
+
+// updateAgree follows the answers: the guardian's step for a visitor under
+// 14, the purposes once the age is answered, "I agree" once a purpose is
+// ticked (and, for a minor, the guardian confirmed).
 function updateAgree() {
-  $('agree').disabled = !notice || ticked().length === 0;
+  const a = age();
+  show('guardian', a === 'minor');
+  $('purpose-set').disabled = !notice || a === '';
+  const guardian = a !== 'minor' || $('guardian-ok').checked;
+  $('agree').disabled = !notice || a === '' || !guardian || ticked().length === 0;
+  let hint;
+  if (a === '') hint = T('First answer whether the visitor is under 14. Or say no: that is fine too.', '请先回答访客是否未满14周岁。您也可以拒绝，同样没问题。');
+  else if (!guardian) hint = T('A parent or guardian must confirm above before anyone can agree.', '须先由父母或其他监护人在上方确认，才能同意。');
+  else hint = T('Tick at least one purpose to agree. Or say no: that is fine too.', '请至少勾选一项用途才能同意。您也可以拒绝，同样没问题。');
+  $('hint').replaceChildren(...hint);
 }
 
 function setupMode(on) {
@@ -111,12 +143,13 @@ function setupMode(on) {
 
 function busy(on) {
   $('decline').disabled = on;
+  $('no-guardian').disabled = on;
   if (on) $('agree').disabled = true;
   else updateAgree();
 }
 
 function failed(e) {
-  if (e.status === 401 || e.status === 403) {
+  if (e.status === 401 || (e.status === 403 && e.reason !== 'guardian-required')) {
     setupMode(true);
     showError(T('This tablet is not set up as the kiosk (its kiosk token is missing or wrong). Please ask the installer.',
       '这台平板电脑尚未设置为同意终端（缺少或错误的终端令牌）。请联系安装人员。'));
@@ -132,14 +165,22 @@ function failed(e) {
   }
 }
 
+function showStep(id) {
+  for (const s of ['start', 'visit', 'declined', 'no-consent']) show(s, s === id);
+  window.scrollTo(0, 0);
+  $(id === 'start' ? 'start-title' : id + '-title').focus();
+}
+
 async function agree(ev) {
   ev.preventDefault();
   const purposes = ticked();
-  if (purposes.length === 0) return;
+  const minor = age() === 'minor';
+  if (purposes.length === 0 || age() === '' || (minor && !$('guardian-ok').checked)) return;
   showError(null);
   busy(true);
   try {
-    showVisit(await api('POST', '/kiosk/api/agree', {token, body: {purposes, notice: notice.hash, origin: location.origin}}));
+    showVisit(await api('POST', '/kiosk/api/agree', {token, body: {purposes, notice: notice.hash, origin: location.origin,
+      minor, guardian: minor && $('guardian-ok').checked}}));
   } catch (e) {
     failed(e);
   } finally {
@@ -147,15 +188,15 @@ async function agree(ev) {
   }
 }
 
-async function decline() {
+// decline records a no: the visitor's, or, for a visitor under 14 with no
+// guardian here, that no consent could be given (reason guardian-required).
+async function decline(reason) {
   showError(null);
   busy(true);
   try {
-    await api('POST', '/kiosk/api/decline', {token});
-    show('start', false);
-    show('declined', true);
-    $('declined-title').focus();
-    resetTimer = setTimeout(reset, 20000);
+    await api('POST', '/kiosk/api/decline', {token, body: reason ? {reason} : {}});
+    showStep(reason ? 'no-consent' : 'declined');
+    resetTimer = setTimeout(reset, 30000);
   } catch (e) {
     failed(e);
   } finally {
@@ -164,16 +205,15 @@ async function decline() {
 }
 
 function showVisit(v) {
-  show('start', false);
-  show('visit', true);
+  showStep('visit');
   $('code').textContent = v.code;
   $('subject').textContent = v.subject;
-  $('agreed').textContent = purposeNames(v.purposes);
+  $('agreed').replaceChildren(...purposeNames(v.purposes));
+  show('by-guardian', Boolean(v.minor && v.guardian));
   const svg = new DOMParser().parseFromString(v.qr_svg, 'image/svg+xml').documentElement;
   svg.setAttribute('aria-hidden', 'true');
   $('qr').replaceChildren(document.importNode(svg, true));
   renderStatus({state: 'waiting', ahead: v.waiting});
-  $('visit-title').focus();
   follow(v.visit);
 }
 
@@ -219,8 +259,8 @@ function renderStatus(s) {
       break;
     case 'saved':
       title = T('Saved', '已保存');
-      msg = T(`One picture of your face, kept for: ${purposeNames(s.purposes)}. It is erased when each purpose's time is up, or at once if you withdraw.`,
-        `一张您的面部照片，用于：${purposeNames(s.purposes)}。每项用途的期限一到即删除；您撤回同意时立即删除。`);
+      msg = [T('One picture of your face, kept for: ', '一张您的面部照片，用于：'), purposeNames(s.purposes),
+        T('. It is erased when each purpose\'s time is up, or at once if you withdraw.', '。每项用途的期限一到即删除；您撤回同意时立即删除。')];
       break;
     case 'skipped':
       title = T('Nothing saved', '没有保存');
@@ -239,6 +279,8 @@ function renderStatus(s) {
   st.replaceChildren(h('p', {class: 'state'}, title), h('p', {}, msg));
 }
 
+// reset makes the page ready for the next visitor: nothing of the last one
+// left, the binding language and normal text again.
 function reset() {
   clearTimeout(resetTimer);
   polling = null;
@@ -247,12 +289,23 @@ function reset() {
   for (const id of ['code', 'subject', 'agreed', 'qr', 'status']) $(id).replaceChildren();
   delete $('status').dataset.state;
   showError(null);
-  show('visit', false);
-  show('declined', false);
-  show('start', true);
+  resetView();
   updateAgree();
-  window.scrollTo(0, 0);
+  showStep('start');
 }
+
+// A visitor may walk away from the first page having switched the language,
+// the text size or answered: after two idle minutes it is ready for the
+// next one again.
+const IDLE = 120000;
+let idleTimer = null;
+function idle() {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    if (!$('start').hidden && !$('choice').hidden) reset();
+  }, IDLE);
+}
+for (const type of ['click', 'keydown', 'change', 'touchstart']) document.addEventListener(type, idle, {passive: true});
 
 $('setup-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -266,8 +319,11 @@ $('setup-form').addEventListener('submit', (ev) => {
 });
 $('choice').addEventListener('change', updateAgree);
 $('choice').addEventListener('submit', agree);
-$('decline').addEventListener('click', decline);
+$('decline').addEventListener('click', () => decline(''));
+$('no-guardian').addEventListener('click', () => decline('guardian-required'));
 $('done').addEventListener('click', reset);
 $('back').addEventListener('click', reset);
+$('back-minor').addEventListener('click', reset);
 setupMode(!token);
+updateAgree();
 loadNotice();

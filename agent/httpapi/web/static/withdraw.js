@@ -3,6 +3,7 @@
 'use strict';
 
 const given = fromAddress('code');
+loadBinding();
 if (given !== null) $('code').value = given;
 
 $('withdraw').addEventListener('submit', async (ev) => {
