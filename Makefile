@@ -5,9 +5,10 @@ BIN      ?= bin/consentcam
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Debian packages: what building and running need (mosquitto-clients for
 # watching the bus), and what the tests add (the broker they run, the browser
-# they drive, a Chinese font so that it lays the kiosk out as a tablet does).
+# they drive, a Chinese font so that it lays the kiosk out as a tablet does,
+# the database the fleet monitor mirrors into).
 RUN_PACKAGES  := pkg-config libopencv-dev opencv-data mosquitto-clients
-TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium fonts-wqy-microhei
+TEST_PACKAGES := $(RUN_PACKAGES) mosquitto chromium fonts-wqy-microhei postgresql
 # omniwitness, the C2SP tlog-witness the tests run, from the Go module proxy
 # (the repository has no tags: internal/testenv.OmniwitnessVersion names the
 # same pseudo-version), installed once outside the checkout, where

@@ -36,8 +36,8 @@ type AuditCommand struct {
 
 const auditUsage = `Usage:
 
-	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
-	consentcam audit pull --url URL --token-file F --bundle DIR
+	consentcam audit pull --url URL --token-file F [--site S --camera C] [--after SEQ] [--checkpoint FILE]
+	consentcam audit pull --url URL --token-file F [--site S --camera C] --bundle DIR
 	consentcam audit verify --pubkey FILE [--checkpoint FILE [--witness KEY ... [--quorum N]]] [FILE]
 	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
 
@@ -50,13 +50,15 @@ const auditPullUsage = `Print an agent's audit log as JSON Lines, or write an au
 
 Usage:
 
-	consentcam audit pull --url URL --token-file F [--after SEQ] [--checkpoint FILE]
-	consentcam audit pull --url URL --token-file F --bundle DIR
+	consentcam audit pull --url URL --token-file F [--site S --camera C] [--after SEQ] [--checkpoint FILE]
+	consentcam audit pull --url URL --token-file F [--site S --camera C] --bundle DIR
 
 Arguments:
 
-	--url URL            the agent's HTTP address, such as http://127.0.0.1:8765
+	--url URL            the agent's HTTP address, such as http://127.0.0.1:8765,
+	                     or the fleet monitor's
 	--token-file F       a file holding an auditor bearer token
+	--site S --camera C  the box, when --url is a fleet monitor (consentcam fleet)
 	--after SEQ          print only the events after this seq
 	--checkpoint FILE    also save the agent's latest checkpoint to FILE, taken
 	                     before the events so that they cover it
@@ -136,8 +138,13 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 	after := fs.Int64("after", -1, "")
 	cpOut := fs.String("checkpoint", "", "")
 	bundle := fs.String("bundle", "", "")
+	site := fs.String("site", "", "")
+	camera := fs.String("camera", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if (*site == "") != (*camera == "") {
+		return usagef("audit pull: --site and --camera go together")
 	}
 	if err := required(fs, "url", "token-file"); err != nil {
 		return err
@@ -157,6 +164,12 @@ func (c *AuditCommand) pull(ctx context.Context, args []string) error {
 		return err
 	}
 	cl := &auditClient{ctx: ctx, base: u.String(), token: token, http: c.Client}
+	if *site != "" {
+		if err := checkAudience(*site, *camera); err != nil {
+			return err
+		}
+		cl.box = url.Values{"site": {*site}, "camera": {*camera}}
+	}
 	if cl.http == nil {
 		cl.http = &http.Client{Timeout: time.Minute}
 	}
@@ -185,10 +198,20 @@ type auditClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// box names the box to a fleet monitor (?site=S&camera=C), nil for a box.
+	box url.Values
 }
 
 // get returns the body of a GET answered 200.
 func (cl *auditClient) get(path string, q url.Values) ([]byte, error) {
+	if cl.box != nil {
+		if q == nil {
+			q = url.Values{}
+		}
+		for k, v := range cl.box {
+			q[k] = v
+		}
+	}
 	req, err := http.NewRequestWithContext(cl.ctx, http.MethodGet, cl.base+path+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err

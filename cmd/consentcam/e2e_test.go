@@ -50,6 +50,7 @@ const (
 // a broker, and the daemon running as a child process.
 type box struct {
 	t        testing.TB
+	site     string
 	camera   string
 	dir      string
 	keys     string
@@ -77,11 +78,15 @@ type boxConfig struct {
 	window    time.Duration      // capture.window (default 3s)
 	detectFPS int                // capture.detect_fps (default 10)
 	kiosk     bool               // turn the kiosk on, signing as kiosk-1
+	site      string             // the site (default e2eSite)
 	camera    string             // the camera (default e2eCamera)
 	broker    *testenv.Mosquitto // a broker shared with other boxes (default: one of its own)
 	siteKeys  string             // a keys directory whose issuer and operator keys this box uses too, as the cameras of one site do
 	sweep     time.Duration      // retention.sweep_interval (default 300ms)
 	witnessed bool               // a witness (omniwitness) cosigns the box's checkpoints: box.witness
+	// beforeStart, when set, is called with the box's keys and
+	// configuration written, before the daemon first starts.
+	beforeStart func(*box)
 }
 
 // newBox writes keys and a configuration for a clip of the scene, starts a
@@ -92,7 +97,10 @@ func newBox(t testing.TB, bc boxConfig) *box {
 	if bc.camera == "" {
 		bc.camera = e2eCamera
 	}
-	b := &box{t: t, camera: bc.camera, dir: t.TempDir(), tokens: map[string]string{
+	if bc.site == "" {
+		bc.site = e2eSite
+	}
+	b := &box{t: t, site: bc.site, camera: bc.camera, dir: t.TempDir(), tokens: map[string]string{
 		httpapi.RoleAuditor:  "auditor-token-0123456789abcdef",
 		httpapi.RoleOperator: "operator-token-0123456789abcdef",
 		httpapi.RoleKiosk:    "kiosk-token-0123456789abcdef",
@@ -175,7 +183,7 @@ http:
 retention: {sweep_interval: %s}
 audit: {checkpoint_interval: 2s}
 store: {compact_interval: 1s}
-`, e2eSite, b.camera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
+`, b.site, b.camera, b.state, clip, model, bc.window, bc.detectFPS, b.keys, b.keys, b.keys, b.keys,
 		b.broker.URL(), b.httpAddr, strings.Join(tokenLines, "\n"), bc.sweep)
 	if bc.kiosk {
 		cfg += fmt.Sprintf("kiosk: {issuer: kiosk-1, key: %s/issuer.key}\n", b.keys)
@@ -202,6 +210,9 @@ store: {compact_interval: 1s}
 	b.notice = strings.TrimSpace(out)
 
 	b.sub = testenv.Subscribe(t, b.broker, "auditor-sub-"+b.camera, b.prefix())
+	if bc.beforeStart != nil {
+		bc.beforeStart(b)
+	}
 	b.start()
 	t.Cleanup(func() {
 		b.stop(syscall.SIGTERM)
@@ -215,7 +226,7 @@ store: {compact_interval: 1s}
 }
 
 // prefix is the box's MQTT topic prefix.
-func (b *box) prefix() string { return "consentcam/v1/" + e2eSite + "/" + b.camera }
+func (b *box) prefix() string { return "consentcam/v1/" + b.site + "/" + b.camera }
 
 // runMain runs a consentcam command in-process and returns its output.
 func runMain(t testing.TB, args ...string) (string, error) {
@@ -351,7 +362,7 @@ func (b *box) metric(name string) float64 {
 func (b *box) consentToken(visit, subject string, purposes ...string) []byte {
 	b.t.Helper()
 	args := []string{"token", "consent", "--key", filepath.Join(b.keys, "issuer.key"), "--kid", "kiosk-1",
-		"--site", e2eSite, "--camera", b.camera, "--visit", visit, "--subject", subject, "--notice", b.notice}
+		"--site", b.site, "--camera", b.camera, "--visit", visit, "--subject", subject, "--notice", b.notice}
 	for _, p := range purposes {
 		args = append(args, "--purpose", p)
 	}
@@ -366,7 +377,7 @@ func (b *box) consentToken(visit, subject string, purposes ...string) []byte {
 func (b *box) revokeToken(flag, value string) []byte {
 	b.t.Helper()
 	out, err := runMain(b.t, "token", "revoke", "--key", filepath.Join(b.keys, "operator.key"), "--kid", "ops-1",
-		"--site", e2eSite, "--camera", b.camera, "--"+flag, value, "--reason", "visitor withdrew")
+		"--site", b.site, "--camera", b.camera, "--"+flag, value, "--reason", "visitor withdrew")
 	if err != nil {
 		b.t.Fatalf("token revoke: %v\n%s", err, out)
 	}

@@ -75,6 +75,7 @@ Commands:
 	run         run the daemon
 	demo        run the whole system on this machine, with no set-up
 	audit       pull an agent's audit log, verify one, or check a bundle
+	fleet       run the fleet monitor: mirror and check every box of the fleet
 	keys        write a new set of keys, or print a camera's checkpoint vkey
 	notice      print the notice visitors are shown, or its hash
 	probe       print the faces the camera sees, to aim it
@@ -103,6 +104,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&DemoCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "audit":
 		return (&AuditCommand{Stdin: m.Stdin, Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "fleet":
+		return (&FleetCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "keys":
 		return (&KeysCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "notice":

@@ -26,6 +26,7 @@ var forbidden = map[string][]string{
 	"witness":        {"agent", "capture", "consent", "store"},
 	"revoke":         {"agent", "capture", "cmd/consentcam"},
 	"audit":          {"agent", "capture", "cmd/consentcam", "revoke"},
+	"fleet":          {"agent", "capture", "cmd/consentcam", "revoke"},
 }
 
 func TestImportsPointDown(t *testing.T) {
