@@ -292,9 +292,12 @@ func (db *DB) openFile(path string) (*bbolt.DB, error) {
 
 // precheck reads an existing file of the store read-only, and refuses it
 // when it is empty, not a store file, or cut short (its meta pages come
-// first: no page beyond them is read before its size is known to hold
-// them all); it returns whether the file exists, and the number of records
-// (of a store file of the current format).
+// first: no page beyond them is read before its size is known to hold them
+// all), when a page reachable from its roots cannot be read (the bulk of
+// crops and sealed blocks aside), or, for the store file, when its log
+// fails verifyLog's check. It returns whether the file exists, and the
+// number of records (of a store file of the current format). Nothing is
+// written to a file before it passes.
 func (db *DB) precheck(path string) (exists bool, records int, err error) {
 	if exists, err = checkExisting(path); err != nil || !exists {
 		return exists, 0, err
@@ -308,12 +311,21 @@ func (db *DB) precheck(path string) (exists bool, records int, err error) {
 		return true, 0, err
 	}
 	err = b.View(func(btx *bbolt.Tx) error {
-		if meta := btx.Bucket(bucketMeta); meta != nil {
-			if v := meta.Get(metaVersion); len(v) == 1 && v[0] == formatVersion {
-				records = int(getUint64(meta, metaRecords))
-			}
+		// The bulk of a store, the crops and the sealed blocks of the log,
+		// is read by Verify only: reading it at every start would take
+		// seconds on a year's store (docs/RELIABILITY.md).
+		if err := walk(path, btx, bucketCrops, bucketBlocks); err != nil {
+			return err
 		}
-		return nil
+		meta := btx.Bucket(bucketMeta)
+		if path != db.path || meta == nil {
+			return nil
+		}
+		if v := meta.Get(metaVersion); len(v) != 1 || v[0] != formatVersion {
+			return nil // an older format: checked once migrated
+		}
+		records = int(getUint64(meta, metaRecords))
+		return db.verifyLog(btx)
 	})
 	return true, records, err
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -72,14 +73,14 @@ func guard(path string, fn func() error) (err error) {
 	return fn()
 }
 
-// Verify checks the store without changing it: every page of both files
-// reachable from their roots is read (a damaged page faults or panics
-// there, under guard, not later), the latest checkpoint's tree must be the
-// stored tree, and the last events of the log must parse with their seqs;
-// with full, also every event against the stored tree, and every record,
+// Verify checks the whole store without changing it, as Open does before
+// anything else (every page of both files reachable from their roots read,
+// under guard; the latest checkpoint's tree the stored tree; the tail of
+// the log), and also every event against the stored tree, and every record,
 // key, spent token id and piece of evidence (Check). A problem is a
-// DamageError.
-func (db *DB) Verify(full bool) error {
+// DamageError. It reads every byte of the store: seconds on a year's store
+// (docs/RELIABILITY.md).
+func (db *DB) Verify() error {
 	err := guard(db.path, func() error {
 		return db.boltTx(false, func(btx *bbolt.Tx) error {
 			if err := walk(db.path, btx); err != nil {
@@ -99,18 +100,22 @@ func (db *DB) Verify(full bool) error {
 		}
 		return db.keys.View(func(btx *bbolt.Tx) error { return walk(db.KeysPath(), btx) })
 	})
-	if err != nil || !full {
+	if err != nil {
 		return err
 	}
-	if err := db.Check(); err != nil && !errors.Is(err, ErrClosed) {
+	if err := guard(db.path, db.Check); err != nil && !errors.Is(err, ErrClosed) {
+		var d *DamageError
+		if errors.As(err, &d) {
+			return err
+		}
 		return &DamageError{db.path, err.Error()}
 	}
 	return nil
 }
 
-// walk reads every key and value of every bucket of a file, nested buckets
-// too: every page reachable from its roots.
-func walk(path string, btx *bbolt.Tx) error {
+// walk reads every key and value of every bucket of a file but those it
+// skips, nested buckets too: every page reachable from their roots.
+func walk(path string, btx *bbolt.Tx, skip ...[]byte) error {
 	var visit func(b *bbolt.Bucket) error
 	visit = func(b *bbolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
@@ -124,7 +129,12 @@ func walk(path string, btx *bbolt.Tx) error {
 			return nil
 		})
 	}
-	return btx.ForEach(func(name []byte, b *bbolt.Bucket) error { return visit(b) })
+	return btx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		if slices.ContainsFunc(skip, func(s []byte) bool { return bytes.Equal(s, name) }) {
+			return nil
+		}
+		return visit(b)
+	})
 }
 
 // parseCheckpointBody reads the size and root of a checkpoint note, without
@@ -180,23 +190,53 @@ func (db *DB) verifyLog(btx *bbolt.Tx) error {
 			return damaged("the stored tree of %d events is not the one the latest checkpoint signed", c.Size)
 		}
 	}
+	// The tail: from a multiple of 16 (where stored Merkle nodes begin),
+	// each event must parse with its seq, and their leaves, appended to the
+	// stored range before them, must give the stored tree.
 	from := uint64(0)
 	if size > verifyTail {
 		from = size - verifyTail
 	}
+	from -= from % (1 << nodeMinLevel)
+	tail, err := readRange(btx, from)
+	if err != nil {
+		return damaged("the tree of %d events: %v", from, err)
+	}
 	var bad error
-	err := newLogReader(btx).each(from, size, func(seq uint64, v []byte) bool {
+	err = newLogReader(btx).each(from, size, func(seq uint64, v []byte) bool {
 		ev, err := parseEvent(v)
 		switch {
 		case err != nil:
 			bad = damaged("event %d: %v", seq, err)
 		case ev.Seq != seq:
 			bad = damaged("event %d says seq %d", seq, ev.Seq)
+		default:
+			if err := tail.Append(hasher.HashLeaf(v), nil); err != nil {
+				bad = damaged("event %d: %v", seq, err)
+			}
 		}
 		return bad == nil
 	})
 	if err != nil {
 		return damaged("%v", err)
 	}
-	return bad
+	if bad != nil {
+		return bad
+	}
+	stored, err := readRange(btx, size)
+	if err != nil {
+		return damaged("the tree of %d events: %v", size, err)
+	}
+	got, err := rootOf(tail)
+	if err != nil {
+		return damaged("%v", err)
+	}
+	want, err := rootOf(stored)
+	if err != nil {
+		return damaged("the tree of %d events: %v", size, err)
+	}
+	if !bytes.Equal(got, want) {
+		return damaged("events %d to %d are not those the stored tree was made of", from, size-1)
+	}
+	return nil
 }

@@ -3,7 +3,9 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,7 +36,7 @@ func smallStore(t *testing.T) string {
 }
 
 // openDamaged opens the store of dir and returns Open's error, or
-// Verify(true)'s.
+// Verify's.
 func openDamaged(t *testing.T, dir string) error {
 	t.Helper()
 	db := NewTestDB(filepath.Join(dir, "consentcam.db"), NewClock())
@@ -42,7 +44,7 @@ func openDamaged(t *testing.T, dir string) error {
 		return err
 	}
 	defer db.Close()
-	return db.Verify(true)
+	return db.Verify()
 }
 
 // A store file or key file that is empty, cut short, or missing beside a
@@ -126,7 +128,7 @@ func TestFlippedPages(t *testing.T) {
 	if refused == 0 {
 		t.Error("no flipped page was refused: the test damages nothing")
 	}
-	t.Logf("%d of %d pages × 3 flips refused", refused, len(data)/4096)
+	t.Logf("%d of %d flips (3 in each of %d pages) refused", refused, 3*(len(data)/4096), len(data)/4096)
 }
 
 func halve(path string) error {
@@ -162,3 +164,45 @@ func equalFiles(a, b map[string][]byte) bool {
 	}
 	return true
 }
+
+// BenchmarkVerify measures, on the store after a year of the office (see
+// BenchmarkYear), what checking costs: open (Open and Close: the check
+// `consentcam run` makes at every start) and full (Verify: `consentcam
+// store check`). With -verify.cold (root only), the page cache is dropped
+// before each open, as at a box's start. Figures: docs/RELIABILITY.md,
+// "Damaged files".
+func BenchmarkVerify(b *testing.B) {
+	path := yearStore(b, 1)
+	b.Run("open", func(b *testing.B) {
+		db := NewTestDB(path, NewClock())
+		for b.Loop() {
+			if *verifyCold {
+				b.StopTimer()
+				exec.Command("sync").Run()
+				if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+					b.Fatalf("-verify.cold: %v", err)
+				}
+				b.StartTimer()
+			}
+			if err := db.Open(); err != nil {
+				b.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if *verifyCold {
+		return
+	}
+	b.Run("full", func(b *testing.B) {
+		o := openOffice(b, path, 365)
+		for b.Loop() {
+			if err := o.db.Verify(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+var verifyCold = flag.Bool("verify.cold", false, "BenchmarkVerify: drop the page cache before each open (root only)")

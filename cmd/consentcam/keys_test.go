@@ -87,6 +87,8 @@ func TestUsage(t *testing.T) {
 		{"audit pull help", []string{"audit", "pull", "-h"}, 0, "--token-file F"},
 		{"audit verify help", []string{"audit", "verify", "--help"}, 0, "--pubkey FILE"},
 		{"audit check help", []string{"audit", "check", "-h"}, 0, "--report FILE.html"},
+		{"store help", []string{"store", "-h"}, 0, "consentcam store check --config FILE"},
+		{"store check help", []string{"store", "check", "-h"}, 0, "The daemon must be stopped first"},
 
 		{"keys alone", []string{"keys"}, 2, "say gen"},
 		{"keys unknown", []string{"keys", "rotate"}, 2, `unknown command "rotate"`},
@@ -104,6 +106,9 @@ func TestUsage(t *testing.T) {
 		{"audit pull unknown flag", []string{"audit", "pull", "--nope"}, 2, "flag provided but not defined: -nope"},
 		{"audit pull without token", []string{"audit", "pull", "--url", "http://127.0.0.1:1"}, 2, "--token-file is required"},
 		{"audit verify without key", []string{"audit", "verify"}, 2, "--pubkey is required"},
+		{"store alone", []string{"store"}, 2, "store needs a subcommand: check"},
+		{"store unknown", []string{"store", "compact"}, 2, `unknown store subcommand "compact"`},
+		{"store check without config", []string{"store", "check"}, 2, "--config is required"},
 		{"audit verify two logs", []string{"audit", "verify", "--pubkey", "k", "a", "b"}, 2, `unexpected argument "b"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

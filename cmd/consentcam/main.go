@@ -81,6 +81,7 @@ Commands:
 	probe       print the faces the camera sees, to aim it
 	report      print the record of processing of a period
 	revoke      erase a visitor on every camera of a site and collect the receipts
+	store       check the box's store in full (the daemon stopped)
 	token       sign a consent token or a revoke command
 	version     print the version
 
@@ -116,6 +117,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&ReportCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "revoke":
 		return (&RevokeCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
+	case "store":
+		return (&StoreCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "token":
 		return (&TokenCommand{Stdout: m.Stdout, Stderr: m.Stderr}).Run(ctx, args)
 	case "version":

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -143,9 +142,8 @@ func OpenDaemon(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	db := store.NewDB(filepath.Join(cfg.StateDir, StoreFile))
-	db.MasterKey, db.Site, db.Camera, db.Logger = masterKey, cfg.Site, cfg.Camera, logger
-	if err := db.Open(); err != nil {
+	db, err := openStore(cfg, masterKey, logger)
+	if err != nil {
 		return nil, err
 	}
 
