@@ -17,6 +17,8 @@ import (
 
 	"github.com/consentcam/consentcam/consent"
 	"github.com/consentcam/consentcam/store"
+	"github.com/consentcam/consentcam/witness"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ActorVisitor is the actor of a consent.revoked that the visitor ordered
@@ -35,6 +37,11 @@ type Options struct {
 	// (From included, To not); the rules are checked on the whole log, and
 	// what is kept is counted as it stands at To.
 	From, To time.Time
+	// Witnesses, when set, are the witnesses the auditor trusts: the
+	// bundle's checkpoint must carry valid cosignatures by Quorum of them
+	// (0: all), or the log is not trusted and no rule is checked.
+	Witnesses []note.Verifier
+	Quorum    int
 }
 
 // Check verifies the bundle's log as `consentcam audit verify` does
@@ -85,6 +92,19 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	}
 	r.Events, r.Uncovered = rep.Events, rep.Uncovered
 	r.Checkpoints = len(rep.Checkpoints)
+	if len(opt.Witnesses) > 0 {
+		lv, err := store.NewCheckpointVerifier(store.Origin(m.Site, m.Camera), b.Device)
+		if err != nil {
+			return nil, bundleErr(FileDevice, "%v", err)
+		}
+		cos, err := witness.VerifyCosigned(b.Checkpoint, lv, opt.Witnesses, opt.Quorum)
+		if err != nil {
+			r.Integrity = fmt.Errorf("%s is not cosigned as required: %w", FileCheckpoint, err)
+			r.Rules, r.Runs, r.Counts, r.Filing = nil, nil, newCounts(), nil
+			return r, nil
+		}
+		r.Cosigned, r.Trusted = cos.Witnesses, len(opt.Witnesses)
+	}
 	if err := c.finish(); err != nil {
 		return nil, err
 	}

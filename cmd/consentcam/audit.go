@@ -39,7 +39,7 @@ const auditUsage = `Usage:
 	consentcam audit pull --url URL --token-file F [--site S --camera C] [--after SEQ] [--checkpoint FILE]
 	consentcam audit pull --url URL --token-file F [--site S --camera C] --bundle DIR
 	consentcam audit verify --pubkey FILE [--checkpoint FILE [--witness KEY ... [--quorum N]]] [FILE]
-	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] [--witness KEY ... [--quorum N]] BUNDLE
 
 pull prints the audit log of an agent as JSON Lines; verify checks one;
 check judges a bundle (log, evidence, notices, keys) against the rules of
@@ -95,7 +95,7 @@ when the log verifies and every rule holds.
 
 Usage:
 
-	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] BUNDLE
+	consentcam audit check [--report FILE.html] [--pubkey FILE] [--tolerance D] [--witness KEY ... [--quorum N]] BUNDLE
 
 Arguments:
 
@@ -105,6 +105,10 @@ Arguments:
 	                     must be the same
 	--tolerance D        slack on every deadline, such as 5s, instead of the
 	                     manifest's
+	--witness KEY        the verifier key (vkey) of a witness you trust
+	                     (repeatable): the bundle's checkpoint must carry its
+	                     valid cosignature, or the log is not trusted
+	--quorum N           how many of them must have cosigned it (default: all)
 `
 
 // Run runs audit pull, audit verify or audit check.
@@ -392,7 +396,7 @@ func (c *AuditCommand) verify(args []string) error {
 	if err := required(fs, "pubkey"); err != nil {
 		return err
 	}
-	witnesses, err := witnessVerifiers(witnessKeys, *quorum, *cpPath != "", isSet(fs, "quorum"))
+	witnesses, err := witnessVerifiers(fs, witnessKeys, *quorum, *cpPath != "")
 	if err != nil {
 		return err
 	}
@@ -458,27 +462,28 @@ func (c *AuditCommand) verify(args []string) error {
 	return nil
 }
 
-// witnessVerifiers reads the --witness keys of audit verify and checks
-// --quorum against them.
-func witnessVerifiers(keys []string, quorum int, haveCheckpoint, quorumSet bool) ([]note.Verifier, error) {
+// witnessVerifiers reads the --witness keys of audit verify or check and
+// checks --quorum against them.
+func witnessVerifiers(fs *flag.FlagSet, keys []string, quorum int, haveCheckpoint bool) ([]note.Verifier, error) {
+	quorumSet := isSet(fs, "quorum")
 	switch {
 	case len(keys) == 0 && quorumSet:
-		return nil, usagef("audit verify: --quorum needs --witness")
+		return nil, usagef("%s: --quorum needs --witness", fs.Name())
 	case len(keys) == 0:
 		return nil, nil
 	case !haveCheckpoint:
-		return nil, usagef("audit verify: --witness needs --checkpoint: the checkpoints inside the log carry no cosignatures, the one the agent publishes does")
+		return nil, usagef("%s: --witness needs --checkpoint: the checkpoints inside the log carry no cosignatures, the one the agent publishes does", fs.Name())
 	case quorumSet && (quorum < 1 || quorum > len(keys)):
-		return nil, usagef("audit verify: --quorum %d: must be between 1 and the %d witnesses given", quorum, len(keys))
+		return nil, usagef("%s: --quorum %d: must be between 1 and the %d witnesses given", fs.Name(), quorum, len(keys))
 	}
 	var vs []note.Verifier
 	for i, k := range keys {
 		v, err := witness.NewVerifier(k)
 		if err != nil {
-			return nil, usagef("audit verify: --witness %q: %v", k, err)
+			return nil, usagef("%s: --witness %q: %v", fs.Name(), k, err)
 		}
 		if slices.ContainsFunc(vs, func(u note.Verifier) bool { return u.Name() == v.Name() && u.KeyHash() == v.KeyHash() }) {
-			return nil, usagef("audit verify: --witness %q is given twice (witness %d)", k, i+1)
+			return nil, usagef("%s: --witness %q is given twice (witness %d)", fs.Name(), k, i+1)
 		}
 		vs = append(vs, v)
 	}
@@ -508,6 +513,9 @@ func (c *AuditCommand) check(args []string) error {
 	reportPath := fs.String("report", "", "")
 	pubPath := fs.String("pubkey", "", "")
 	tolerance := fs.Duration("tolerance", 0, "")
+	var witnessKeys stringList
+	fs.Var(&witnessKeys, "witness", "")
+	quorum := fs.Int("quorum", 0, "")
 	// The bundle may come before the flags, as the usage line writes it.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		args = append(args[1:len(args):len(args)], args[0])
@@ -522,7 +530,11 @@ func (c *AuditCommand) check(args []string) error {
 	if *tolerance < 0 {
 		return usagef("audit check: --tolerance must not be negative")
 	}
-	opt := audit.Options{Tolerance: *tolerance}
+	witnesses, err := witnessVerifiers(fs, witnessKeys, *quorum, true)
+	if err != nil {
+		return err
+	}
+	opt := audit.Options{Tolerance: *tolerance, Witnesses: witnesses, Quorum: *quorum}
 	if *pubPath != "" {
 		pub, err := consent.ReadPublicKey(*pubPath)
 		if err != nil {

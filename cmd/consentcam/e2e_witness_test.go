@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/consentcam/consentcam/agent/httpapi"
+	"github.com/consentcam/consentcam/audit"
 	"github.com/consentcam/consentcam/internal/testenv"
 	"github.com/consentcam/consentcam/store"
 )
@@ -50,5 +53,42 @@ func TestE2EWitnessed(t *testing.T) {
 	other := testenv.StartOmniwitness(t, "witness.example/other")
 	if err := verify(other.VKey); err == nil {
 		t.Error("audit verify --witness accepted a checkpoint another witness never cosigned")
+	}
+
+	// audit check takes the same: on a bundle whose checkpoint the witness
+	// cosigned.
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	tokenFile := filepath.Join(b.keys, httpapi.RoleAuditor+".token")
+	if !testenv.WaitUntil(15*time.Second, func() bool {
+		os.RemoveAll(bundle)
+		if out, err := runMain(t, "audit", "pull", "--url", "http://"+b.httpAddr, "--token-file", tokenFile, "--bundle", bundle); err != nil {
+			t.Fatalf("audit pull --bundle: %v\n%s", err, out)
+		}
+		data, err := os.ReadFile(filepath.Join(bundle, audit.FileCheckpoint))
+		return err == nil && cosigned(data)
+	}) {
+		t.Fatal("the bundle's checkpoint is not cosigned")
+	}
+	page := filepath.Join(t.TempDir(), "report.html")
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		ok    bool
+		say   string
+	}{
+		{"the witness", []string{"--witness", b.witness.VKey, "--report", page}, true, "witness PASS  the checkpoint cosigned by 1 of 1 trusted witnesses (" + b.witness.Name + " at "},
+		{"another witness", []string{"--witness", other.VKey}, false, "not cosigned as required"},
+		{"both, lacking the quorum", []string{"--witness", b.witness.VKey, "--witness", other.VKey}, false, "not enough cosignatures: 1 of the 2 needed"},
+		{"both, quorum 1", []string{"--witness", b.witness.VKey, "--witness", other.VKey, "--quorum", "1"}, true, "cosigned by 1 of 2 trusted witnesses"},
+	} {
+		t.Run("audit check/"+tc.name, func(t *testing.T) {
+			out, err := runMain(t, append([]string{"audit", "check", bundle}, tc.flags...)...)
+			if (err == nil) != tc.ok || !strings.Contains(out+fmt.Sprint(err), tc.say) {
+				t.Errorf("audit check %v: %v, want ok=%v, saying %q:\n%s", tc.flags, err, tc.ok, tc.say, out)
+			}
+		})
+	}
+	if html, err := os.ReadFile(page); err != nil || !strings.Contains(string(html), `<dd id="witnessed">the checkpoint cosigned by 1 of 1 trusted witnesses (`+b.witness.Name) {
+		t.Errorf("the HTML report does not say who cosigned (%v)", err)
 	}
 }

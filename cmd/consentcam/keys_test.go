@@ -109,6 +109,8 @@ func TestUsage(t *testing.T) {
 		{"store alone", []string{"store"}, 2, "store needs a subcommand: check"},
 		{"store unknown", []string{"store", "compact"}, 2, `unknown store subcommand "compact"`},
 		{"store check without config", []string{"store", "check"}, 2, "--config is required"},
+		{"audit check quorum without witness", []string{"audit", "check", dir, "--quorum", "1"}, 2, "audit check: --quorum needs --witness"},
+		{"audit check bad witness key", []string{"audit", "check", dir, "--witness", "regulator"}, 2, "audit check: --witness \"regulator\""},
 		{"audit verify two logs", []string{"audit", "verify", "--pubkey", "k", "a", "b"}, 2, `unexpected argument "b"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
