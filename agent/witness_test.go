@@ -19,7 +19,7 @@ import (
 
 // withWitness makes the rig's agent push its checkpoints, made every
 // 200 ms, to a real witness (omniwitness) that follows its log.
-func withWitness(t *testing.T) (*agenttest.Rig, *testenv.Omniwitness) {
+func withWitness(t *testing.T, opts ...agenttest.Option) (*agenttest.Rig, *testenv.Omniwitness) {
 	t.Helper()
 	device := agenttest.NewKey(t, "device")
 	origin := store.Origin(agenttest.Site, agenttest.Camera)
@@ -40,7 +40,7 @@ func withWitness(t *testing.T) (*agenttest.Rig, *testenv.Omniwitness) {
 		}
 		c.MaxSkip = 0 // try the witness at every checkpoint
 		r.Agent.Witnesses = c
-	}, func(r *agenttest.Rig) { r.Device = device })
+	}, append(opts, func(r *agenttest.Rig) { r.Device = device })...)
 	return r, w
 }
 
@@ -125,7 +125,8 @@ func TestWitnessDownThenBack(t *testing.T) {
 // forks from what the witness cosigned. The witness refuses, and the box
 // says so: witness.failed with reason fork, the metric, its log.
 func TestWitnessRefusesRestoredBackup(t *testing.T) {
-	r, w := withWitness(t)
+	var logs agenttest.LogBuffer
+	r, w := withWitness(t, agenttest.WithLogger(logs.Logger()))
 	testenv.WaitUntil(15*time.Second, func() bool { _, ok := cosignedBy(t, r, w); return ok })
 	r.Stop()
 	backup := t.TempDir()
@@ -142,6 +143,13 @@ func TestWitnessRefusesRestoredBackup(t *testing.T) {
 	ev := r.WaitEvent("witness.failed", agenttest.IsType(store.EventWitnessFailed))
 	if ev.Reason != "fork" {
 		t.Errorf("witness.failed = %+v, want reason fork", ev)
+	}
+	_, metrics := r.Do("GET", "/metrics", httpapi.RoleMetrics, nil)
+	if !regexp.MustCompile(`consentcam_witness_failures_total\{reason="fork",witness="` + regexp.QuoteMeta(w.Name) + `"\} [1-9]`).Match(metrics) {
+		t.Error("the fork is not counted in consentcam_witness_failures_total")
+	}
+	if !regexp.MustCompile(`level=WARN msg="witness failed" witness=` + regexp.QuoteMeta(w.Name) + ` reason=fork`).MatchString(logs.String()) {
+		t.Errorf("the fork is not in the log:\n%s", logs.String())
 	}
 	if _, ok := cosignedBy(t, r, w); ok {
 		cp, _ := r.Agent.Checkpoint()
