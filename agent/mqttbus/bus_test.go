@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,11 +216,13 @@ func grep(text []byte, s string) string {
 // back once the other is gone.
 func TestTakeoverNoticed(t *testing.T) {
 	var logs agenttest.LogBuffer
-	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Bus.TakeoverBackoff = 3 * time.Second },
+	r := agenttest.New(t, time.Hour, func(r *agenttest.Rig) { r.Bus.TakeoverBackoff = 10 * time.Second },
 		agenttest.WithBroker, agenttest.WithLogger(logs.Logger()))
+	var kicked atomic.Int64 // times the rogue client lost its connection
 	rogue := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(r.Broker.URL()).SetClientID(r.Bus.ClientID).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(100 * time.Millisecond))
+		SetConnectRetryInterval(50 * time.Millisecond).SetMaxReconnectInterval(100 * time.Millisecond).
+		SetConnectionLostHandler(func(mqtt.Client, error) { kicked.Add(1) }))
 	rogue.Connect()
 	if !logs.WaitFor("another client is likely using this client id", 1) {
 		rogue.Disconnect(0)
@@ -229,8 +232,15 @@ func TestTakeoverNoticed(t *testing.T) {
 	if !regexp.MustCompile(`consentcam_mqtt_takeovers_total [1-9]`).Match(metrics) {
 		t.Errorf("takeovers not counted:\n%s", grep(metrics, "takeovers"))
 	}
+	// Backing off: for a while the agent leaves the other client alone
+	// instead of throwing it off again.
+	before := kicked.Load()
+	time.Sleep(2 * time.Second)
+	if n := kicked.Load() - before; n != 0 {
+		t.Errorf("the agent threw the other client off %d times while it should have been backing off", n)
+	}
 	rogue.Disconnect(0)
-	if !testenv.WaitUntil(15*time.Second, r.Bus.Connected) {
+	if !testenv.WaitUntil(30*time.Second, r.Bus.Connected) {
 		t.Fatal("the agent did not come back once the other client left")
 	}
 }
