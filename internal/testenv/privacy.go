@@ -17,7 +17,8 @@ import (
 // SpecTopics are the topics of docs/SPEC.md's MQTT table, below the
 // prefix: the only ones anything may use. Written out here, not taken from
 // the code, so that a topic the code adds fails the tests until SPEC and
-// this list say it is part of the contract.
+// this list say it is part of the contract (TestSpecTopicsAreSpecs holds
+// the list to SPEC's table).
 var SpecTopics = []string{"available", "notice", "consent", "revoke", "revoke/receipt", "audit", "checkpoint"}
 
 // InTopics are the topics of SpecTopics the agent reads (dir "in"): what

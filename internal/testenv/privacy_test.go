@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,5 +131,34 @@ func TestCheckDetail(t *testing.T) {
 		if err := testenv.CheckDetail(allow, []byte(tc.event)); (err == nil) != tc.ok {
 			t.Errorf("CheckDetail(%s) = %v, want ok %v", tc.event, err, tc.ok)
 		}
+	}
+}
+
+// SpecTopics and InTopics are SPEC's MQTT table, no more, no less.
+func TestSpecTopicsAreSpecs(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "..", "docs", "SPEC.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(spec), "\n## MQTT\n")
+	if !ok {
+		t.Fatal("SPEC.md has no MQTT section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	var topics, in []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `…/([a-z/]+)` \\| (in|out) \\|").FindAllStringSubmatch(table, -1) {
+		topics = append(topics, m[1])
+		if m[2] == "in" {
+			in = append(in, m[1])
+		}
+	}
+	if len(topics) == 0 {
+		t.Fatal("no topic found in SPEC.md's MQTT table")
+	}
+	if got, want := slices.Sorted(slices.Values(testenv.SpecTopics)), slices.Sorted(slices.Values(topics)); !slices.Equal(got, want) {
+		t.Errorf("SpecTopics = %v, SPEC's table has %v", got, want)
+	}
+	if got, want := slices.Sorted(slices.Values(testenv.InTopics)), slices.Sorted(slices.Values(in)); !slices.Equal(got, want) {
+		t.Errorf("InTopics = %v, SPEC's table has %v in", got, want)
 	}
 }
