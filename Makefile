@@ -102,6 +102,7 @@ deb-pack:
 	@printf 'consentcam (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- consentcam developers <maintainers@consentcam.invalid>  %s\n' \
 		"$(DEB_VERSION)" "$$(git rev-parse --short HEAD 2>/dev/null || echo none)" \
 		"$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || echo 0))" | gzip -9n >$(DIST)/$(ARCH)/doc/changelog.gz
+	@gzip -9n <deploy/deb/consentcam.1 >$(DIST)/$(ARCH)/doc/consentcam.1.gz
 	VERSION=$(DEB_VERSION) ARCH=$(ARCH) BINARY=$(DIST)/$(ARCH)/consentcam DOCDIR=$(DIST)/$(ARCH)/doc \
 		$(NFPM_DIR)/nfpm package --packager deb --config deploy/deb/nfpm.yaml --target $(DIST)/consentcam_$(DEB_VERSION)_$(ARCH).deb
 

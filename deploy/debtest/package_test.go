@@ -63,6 +63,7 @@ func TestPackageContents(t *testing.T) {
 		"/usr/share/doc/consentcam/copyright":    "-rw-r--r-- root/root",
 		"/usr/share/doc/consentcam/changelog.gz": "-rw-r--r-- root/root",
 		"/usr/share/doc/consentcam/INSTALL.md":   "-rw-r--r-- root/root",
+		"/usr/share/man/man1/consentcam.1.gz":    "-rw-r--r-- root/root",
 	} {
 		if got, ok := files[path]; !ok {
 			t.Errorf("the package has no %s", path)
@@ -138,8 +139,6 @@ func TestUnitVerify(t *testing.T) {
 // with the reason it stays (docs/INSTALL.md lists them too). Any other
 // warning, and any error, fails the test.
 var lintianWarnings = map[string]string{
-	"no-manual-page": "consentcam has no manual page yet: `consentcam help`, " +
-		"each command's --help and /usr/share/doc/consentcam are its manual",
 	"package-contains-upstream-installation-documentation": "INSTALL.md is the " +
 		"guide for installing this package on a box (keys, model, service), not a build-from-source guide; " +
 		"the unit's Documentation= points to it",
