@@ -176,7 +176,11 @@ func TestUpgrade(t *testing.T) {
 	}
 	c.write("/etc/consentcam/consentcam.yaml", []byte(conf), 0o644)
 
-	logA := c.runAgent(port)
+	// Without the model, the auto detector falls back to the cascade.
+	logA, outA := c.runAgent(port)
+	if !strings.Contains(outA, "detector=cascade") || !strings.Contains(outA, "capture.model not found") {
+		t.Errorf("version A without the model: the agent's log does not say it uses the cascade:\n%s", outA)
+	}
 	kept := map[string][]byte{}
 	for _, p := range []string{"/etc/consentcam/consentcam.yaml", "/etc/consentcam/master.key", "/etc/consentcam/device.key",
 		"/etc/consentcam/auditor.token", "/var/lib/consentcam/consentcam.db", "/var/lib/consentcam/consentcam.keys"} {
@@ -198,7 +202,17 @@ func TestUpgrade(t *testing.T) {
 	if got := c.stat("/var/lib/consentcam"); got != "0700 consentcam:consentcam" {
 		t.Errorf("/var/lib/consentcam after the upgrade: %s", got)
 	}
-	logB := c.runAgent(port)
+	// With the model where fetch-model puts it, run's auto detector uses YuNet.
+	model, err := os.ReadFile(testenv.Model(t, modelName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.write("/tmp/"+modelName, model, 0o644)
+	c.must("/usr/libexec/consentcam/fetch-model", "--from", "/tmp/"+modelName)
+	logB, outB := c.runAgent(port)
+	if !strings.Contains(outB, "detector=yunet") {
+		t.Errorf("version B with /usr/share/consentcam/%s: the agent's log does not say it uses yunet:\n%s", modelName, outB)
+	}
 	t.Logf("audit log: %d events under version A, %d under B", bytes.Count(logA, []byte("\n")), bytes.Count(logB, []byte("\n")))
 	if !bytes.HasPrefix(logB, logA) || len(logB) <= len(logA) {
 		t.Errorf("B's audit log (%d bytes) does not go on from A's (%d bytes)", len(logB), len(logA))
@@ -230,8 +244,9 @@ func TestUpgrade(t *testing.T) {
 // runAgent runs `consentcam run` in the chroot as user consentcam, as the
 // unit does, until its HTTP API answers; pulls its audit log with the
 // auditor token and verifies it against device.pub; then stops it with
-// SIGTERM, as systemctl stop does. It returns the log.
-func (c *chroot) runAgent(port int) []byte {
+// SIGTERM, as systemctl stop does. It returns the audit log and what the
+// agent printed.
+func (c *chroot) runAgent(port int) (auditLog []byte, output string) {
 	t := c.t
 	t.Helper()
 	cmd := c.as("consentcam", "consentcam", "run", "--config", "/etc/consentcam/consentcam.yaml")
@@ -283,5 +298,5 @@ func (c *chroot) runAgent(port int) []byte {
 	if t.Failed() {
 		t.Logf("agent's log:\n%s", out.String())
 	}
-	return []byte(log)
+	return []byte(log), out.String()
 }
