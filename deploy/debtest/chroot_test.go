@@ -15,8 +15,9 @@ import (
 // overlay on the cached debootstrap tree (deploy/deb/debroot.sh), thrown
 // away when the test ends, with apt's downloads kept in the cache.
 type chroot struct {
-	t   *testing.T
-	dir string
+	t       *testing.T
+	dir     string
+	updated bool // apt-get update has run
 }
 
 func newChroot(t *testing.T) *chroot {
@@ -140,20 +141,12 @@ func (c *chroot) install(deb string) string {
 	}
 	name := "/tmp/" + filepath.Base(deb)
 	c.write(name, data, 0o644)
-	if _, err := os.Stat(c.path("/var/lib/apt/lists/partial")); err != nil || !c.hasLists() {
+	if !c.updated {
+		// The cached tree's lists age as Debian publishes point releases.
 		c.must("apt-get", "update", "-q")
+		c.updated = true
 	}
 	return c.must("apt-get", "install", "-y", "-q", "--no-install-recommends", name)
-}
-
-func (c *chroot) hasLists() bool {
-	entries, _ := os.ReadDir(c.path("/var/lib/apt/lists"))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), "_Packages") {
-			return true
-		}
-	}
-	return false
 }
 
 // stat returns a file's mode and owner in the chroot, as "0700 consentcam:consentcam".
