@@ -146,7 +146,10 @@ func (c *chroot) install(deb string) string {
 		c.must("apt-get", "update", "-q")
 		c.updated = true
 	}
-	return c.must("apt-get", "install", "-y", "-q", "--no-install-recommends", name)
+	out := c.must("apt-get", "install", "-y", "-q", "--no-install-recommends", name)
+	// Keep the download cache to what the archive still has.
+	c.must("apt-get", "autoclean", "-q")
+	return out
 }
 
 // stat returns a file's mode and owner in the chroot, as "0700 consentcam:consentcam".
