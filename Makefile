@@ -149,11 +149,14 @@ build: deps
 demo: build
 	$(BIN) demo
 
-## test: gofmt check, go vet, every test with the race detector, then each fuzz target briefly.
+## test: gofmt check, go vet, the Debian packages, every test with the race detector, then each fuzz target briefly.
 test: test-deps
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
+	@# Built before the tests, so that the first compile of both architectures
+	@# (minutes) is not inside go test's timeout; deploy/debtest relinks them.
+	@$(MAKE) --no-print-directory deb
 	$(GO) test -race -timeout 20m ./...
 	$(GO) test -tags matprofile -run MatProfile ./capture/opencv
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
