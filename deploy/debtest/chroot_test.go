@@ -46,7 +46,9 @@ func newChroot(t *testing.T) *chroot {
 	}
 	c.mount("-t", "overlay", "overlay", "-o",
 		"lowerdir="+base+",upperdir="+filepath.Join(tmp, "upper")+",workdir="+filepath.Join(tmp, "work"), c.dir)
-	c.mount("-t", "proc", "proc", c.path("/proc"))
+	// /proc as the unit's ProtectProc=invisible and ProcSubset=pid leave it:
+	// the agent and probe run in the chroot with no more than the service has.
+	c.mount("-t", "proc", "-o", "hidepid=invisible,subset=pid", "proc", c.path("/proc"))
 	c.mount("--bind", archives, c.path("/var/cache/apt/archives"))
 	resolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
