@@ -241,15 +241,18 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
-// runAgent runs `consentcam run` in the chroot as user consentcam, as the
-// unit does, until its HTTP API answers; pulls its audit log with the
+// runAgent runs `consentcam run` in the chroot as user consentcam, under
+// the MemoryDenyWriteExecute filter, as the unit does, until its HTTP API
+// answers; pulls its audit log with the
 // auditor token and verifies it against device.pub; then stops it with
 // SIGTERM, as systemctl stop does. It returns the audit log and what the
 // agent printed.
 func (c *chroot) runAgent(port int) (auditLog []byte, output string) {
 	t := c.t
 	t.Helper()
-	cmd := c.as("consentcam", "consentcam", "run", "--config", "/etc/consentcam/consentcam.yaml")
+	// As the unit runs it: with MemoryDenyWriteExecute's filter too.
+	as := c.as("consentcam", "consentcam", "run", "--config", "/etc/consentcam/consentcam.yaml")
+	cmd := underMDWE(t, as.Env, append([]string{as.Path}, as.Args[1:]...)...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -279,6 +282,12 @@ func (c *chroot) runAgent(port int) (auditLog []byte, output string) {
 	})
 	if !up || cmd.ProcessState != nil {
 		t.Fatalf("the agent did not come up (exited: %v):\n%s", exited, out.String())
+	}
+	// The agent runs under the filter (seccomp mode 2, no new privileges).
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err != nil {
+		t.Error(err)
+	} else if !strings.Contains(string(status), "\nSeccomp:\t2\n") || !strings.Contains(string(status), "\nNoNewPrivs:\t1\n") {
+		t.Errorf("the agent does not run under the MemoryDenyWriteExecute filter:\n%s", status)
 	}
 	log := c.must("consentcam", "audit", "pull", "--url", fmt.Sprintf("http://127.0.0.1:%d", port), "--token-file", "/etc/consentcam/auditor.token")
 	c.write("/tmp/audit.jsonl", []byte(log), 0o644)

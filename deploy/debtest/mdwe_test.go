@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -108,18 +109,25 @@ func mdweExec(args []string) error {
 		}
 		os.Exit(0)
 	}
-	return syscall.Exec(args[0], args, os.Environ())
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, mdweEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	return syscall.Exec(args[0], args, env)
 }
 
-// underMDWE is a command that runs args under the MemoryDenyWriteExecute filter.
-func underMDWE(t *testing.T, args ...string) *exec.Cmd {
+// underMDWE is a command that runs args (the program's absolute path
+// first) with env under the MemoryDenyWriteExecute filter.
+func underMDWE(t *testing.T, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), mdweEnv+"=1")
+	cmd.Env = append(append([]string(nil), env...), mdweEnv+"=1")
 	return cmd
 }
 
@@ -132,13 +140,13 @@ func TestMemoryDenyWriteExecute(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the packaged amd64 binary runs natively only on amd64, not %s", runtime.GOARCH)
 	}
-	if out, err := underMDWE(t, "selftest").CombinedOutput(); err != nil {
+	if out, err := underMDWE(t, os.Environ(), "selftest").CombinedOutput(); err != nil {
 		t.Fatalf("the filter does not refuse writable-executable memory: %v\n%s", err, out)
 	}
 	root := extract(t, debPackage(t, "amd64", testVersion))
 	model := testenv.Model(t, modelName)
 	clip := opencvtest.SceneNamed(t, "visitor").WriteClip(t, t.TempDir())
-	out, err := underMDWE(t, filepath.Join(root, "usr", "bin", "consentcam"), "probe", "--source", clip,
+	out, err := underMDWE(t, os.Environ(), filepath.Join(root, "usr", "bin", "consentcam"), "probe", "--source", clip,
 		"--detector", "yunet", "--model", model, "--realtime=false").CombinedOutput()
 	if err != nil {
 		t.Fatalf("probe under MemoryDenyWriteExecute: %v\n%s", err, out)
