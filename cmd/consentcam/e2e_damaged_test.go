@@ -81,7 +81,7 @@ func TestE2EDamagedStore(t *testing.T) {
 				t.Fatalf("consentcam run: %v, want exit 1\n%s", err, out)
 			}
 			t.Logf("consentcam run says:\n%s", out)
-			for _, want := range []string{path, c.problem, "The store is damaged", "Restore state_dir's", "never delete or overwrite"} {
+			for _, want := range []string{path, c.problem, "The store is damaged", "Never delete or\noverwrite its files", "restore both\nfrom the same backup", "Damaged files"} {
 				if !bytes.Contains(out, []byte(want)) {
 					t.Errorf("consentcam run says:\n%s\nwant it to say %q", out, want)
 				}

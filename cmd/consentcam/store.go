@@ -130,8 +130,9 @@ func damagedStore(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w\n"+
-		"The store is damaged, and nothing was written to it. Restore state_dir's\n"+
-		"files (%s and its .keys file, from the same backup) and start again.\n"+
-		"Keep the damaged files for inspection; never delete or overwrite them to\n"+
-		"start afresh: the audit log would begin again at seq 0.", err, StoreFile)
+		"The store is damaged, and nothing was written to it. Never delete or\n"+
+		"overwrite its files to start afresh: the audit log would begin again at\n"+
+		"seq 0. Keep both (%s and its .keys file) for inspection; restore both\n"+
+		"from the same backup if you keep one. What else to do: docs/RELIABILITY.md,\n"+
+		"\"Damaged files\" (/usr/share/doc/consentcam/RELIABILITY.md).", err, StoreFile)
 }

@@ -55,15 +55,16 @@ func TestPackageContents(t *testing.T) {
 		files[strings.TrimPrefix(f[5], ".")] = f[0] + " " + f[1]
 	}
 	for path, want := range map[string]string{
-		"/usr/bin/consentcam":                    "-rwxr-xr-x root/root",
-		"/lib/systemd/system/consentcam.service": "-rw-r--r-- root/root",
-		"/etc/consentcam/consentcam.yaml":        "-rw-r--r-- root/root",
-		"/usr/libexec/consentcam/fetch-model":    "-rwxr-xr-x root/root",
-		"/usr/share/consentcam/README":           "-rw-r--r-- root/root",
-		"/usr/share/doc/consentcam/copyright":    "-rw-r--r-- root/root",
-		"/usr/share/doc/consentcam/changelog.gz": "-rw-r--r-- root/root",
-		"/usr/share/doc/consentcam/INSTALL.md":   "-rw-r--r-- root/root",
-		"/usr/share/man/man1/consentcam.1.gz":    "-rw-r--r-- root/root",
+		"/usr/bin/consentcam":                      "-rwxr-xr-x root/root",
+		"/lib/systemd/system/consentcam.service":   "-rw-r--r-- root/root",
+		"/etc/consentcam/consentcam.yaml":          "-rw-r--r-- root/root",
+		"/usr/libexec/consentcam/fetch-model":      "-rwxr-xr-x root/root",
+		"/usr/share/consentcam/README":             "-rw-r--r-- root/root",
+		"/usr/share/doc/consentcam/copyright":      "-rw-r--r-- root/root",
+		"/usr/share/doc/consentcam/changelog.gz":   "-rw-r--r-- root/root",
+		"/usr/share/doc/consentcam/INSTALL.md":     "-rw-r--r-- root/root",
+		"/usr/share/doc/consentcam/RELIABILITY.md": "-rw-r--r-- root/root",
+		"/usr/share/man/man1/consentcam.1.gz":      "-rw-r--r-- root/root",
 	} {
 		if got, ok := files[path]; !ok {
 			t.Errorf("the package has no %s", path)
