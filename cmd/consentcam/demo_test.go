@@ -32,29 +32,11 @@ import (
 
 const demoPrefix = "consentcam/v1/" + demoSite + "/" + demoCamera
 
-// syncBuffer is a bytes.Buffer safe for the demo's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // demoRun is a `consentcam demo` running in-process, and what it printed.
 type demoRun struct {
 	t      *testing.T
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testenv.Buffer
+	stderr testenv.Buffer
 	stop   context.CancelFunc
 	done   chan error
 

@@ -253,7 +253,7 @@ func (c *chroot) runAgent(port int) (auditLog []byte, output string) {
 	// As the unit runs it: with MemoryDenyWriteExecute's filter too.
 	as := c.as("consentcam", "consentcam", "run", "--config", "/etc/consentcam/consentcam.yaml")
 	cmd := underMDWE(t, as.Env, append([]string{as.Path}, as.Args[1:]...)...)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

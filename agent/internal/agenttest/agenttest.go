@@ -707,26 +707,10 @@ func (s *FaultyStore) Update(fn func(tx *store.Tx) error) error {
 }
 
 // LogBuffer keeps what a logger writes, for tests of what is logged.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type LogBuffer struct{ testenv.Buffer }
 
 // Logger is a text logger writing into b.
 func (b *LogBuffer) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String is everything logged so far.
-func (b *LogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // WaitFor waits until the log holds msg at least n times, and reports
 // whether it does.
