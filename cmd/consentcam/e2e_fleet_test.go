@@ -625,6 +625,17 @@ alarms: {gap_after: 2s, silence_intervals: 3, hold: 5s}
 		if n < 2 || n > len(own) {
 			t.Fatalf("the monitor served %d events, the box has %d", n, len(own))
 		}
+		// A bundle too: its log verifies; the tokens, which never go on
+		// the bus, are not in it (docs/FLEET.md).
+		bundle := filepath.Join(dir, "bundle")
+		if _, stderr, code := runArgs(t, "audit", "pull", "--url", "http://"+f.addr, "--token-file", token,
+			"--site", siteB, "--camera", "lobby", "--bundle", bundle); code != 0 {
+			t.Fatalf("audit pull --bundle from the monitor: exit %d: %s", code, stderr)
+		}
+		out, errOut, code = runArgs(t, "audit", "check", bundle, "--pubkey", filepath.Join(lobby.keys, "device.pub"))
+		if code == 2 || !strings.Contains(out, "log     PASS") {
+			t.Errorf("audit check of the monitor's bundle: exit %d, want its log verified\n%s%s", code, out, errOut)
+		}
 		if _, stderr, code := runArgs(t, "audit", "pull", "--url", "http://"+f.addr, "--token-file", token, "--site", siteB); code != 2 {
 			t.Errorf("--site without --camera: exit %d %s", code, stderr)
 		}
