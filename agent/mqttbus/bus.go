@@ -137,14 +137,31 @@ func New() *Bus {
 
 // conn is one connection: a paho client used for nothing else.
 type conn struct {
-	c    mqtt.Client
-	lost chan struct{} // closed when the connection is lost
-	once sync.Once
+	c      mqtt.Client
+	lost   chan struct{} // closed when the connection is lost
+	lostAt time.Time     // when, set before lost is closed
+	once   sync.Once
 	// commands are handled one at a time, in the order they arrived.
 	commands chan mqtt.Message
+	// out are the messages to publish (but the audit events), in order.
+	out chan outbound
 }
 
-func (c *conn) markLost() { c.once.Do(func() { close(c.lost) }) }
+// outbound is a message for conn.out; sent, when set, is given the
+// message's token once it is handed to paho.
+type outbound struct {
+	name     string
+	retained bool
+	payload  []byte
+	sent     chan<- mqtt.Token
+}
+
+func (c *conn) markLost() {
+	c.once.Do(func() {
+		c.lostAt = time.Now()
+		close(c.lost)
+	})
+}
 
 func (b *Bus) topic(name string) string { return b.TopicPrefix + "/" + name }
 
@@ -251,7 +268,7 @@ func (b *Bus) session() {
 		if b.ctx.Err() != nil {
 			return
 		}
-		if time.Since(start) >= takeoverWindow {
+		if c.lostAt.Sub(start) >= takeoverWindow {
 			quick = 0
 			continue
 		}
@@ -268,7 +285,7 @@ func (b *Bus) session() {
 
 // connect makes a fresh client and connects it.
 func (b *Bus) connect() (*conn, error) {
-	c := &conn{lost: make(chan struct{}), commands: make(chan mqtt.Message, 256)}
+	c := &conn{lost: make(chan struct{}), commands: make(chan mqtt.Message, 256), out: make(chan outbound, 16)}
 	opts := mqtt.NewClientOptions().
 		AddBroker(b.URL).
 		SetClientID(b.ClientID).
@@ -324,6 +341,9 @@ func (b *Bus) serve(c *conn) {
 	workers.Add(1)
 	go func() { defer workers.Done(); b.work(c) }()
 	defer workers.Wait()
+	// Not waited for: it ends once the connection is lost, but paho may
+	// hold a publish it was given meanwhile for up to the write timeout.
+	go b.publisher(c)
 
 	// Subscribe first: "online" tells kiosks the agent is listening.
 	t := c.c.SubscribeMultiple(map[string]byte{b.topic(TopicConsent): 1, b.topic(TopicRevoke): 1}, c.receive)
@@ -430,15 +450,46 @@ func durable(err error) bool {
 	return err == nil || errors.Is(err, agent.ErrQueueFull) || consent.ReasonOf(err) != ""
 }
 
-// publish publishes a QoS 1 message on a topic below the prefix on c,
-// without waiting for the broker.
+// publish queues a QoS 1 message on a topic below the prefix for c's
+// publisher, unless c is lost first.
 func (b *Bus) publish(c *conn, name string, retained bool, payload []byte) {
-	t := c.c.Publish(b.topic(name), 1, retained, payload)
-	go func() {
-		if waitToken(t, c, b.ctx) && t.Error() != nil {
-			b.Logger.Warn("mqtt publish", logKeyTopic, name, logKeyError, t.Error())
+	b.enqueue(c, outbound{name: name, retained: retained, payload: payload})
+}
+
+// enqueue queues m for c's publisher and reports whether it did.
+func (b *Bus) enqueue(c *conn, m outbound) bool {
+	select {
+	case c.out <- m:
+		return true
+	case <-c.lost:
+	case <-b.ctx.Done():
+	}
+	return false
+}
+
+// publisher hands c's queued messages to paho in order, without waiting
+// for the broker. It runs apart from serve and the worker: paho's Publish
+// blocks for up to the write timeout when the connection is lost while it
+// runs, and reconnecting must not wait for that.
+func (b *Bus) publisher(c *conn) {
+	for {
+		select {
+		case m := <-c.out:
+			t := c.c.Publish(b.topic(m.name), 1, m.retained, m.payload)
+			if m.sent != nil {
+				m.sent <- t
+			}
+			go func() {
+				if waitToken(t, c, b.ctx) && t.Error() != nil {
+					b.Logger.Warn("mqtt publish", logKeyTopic, m.name, logKeyError, t.Error())
+				}
+			}()
+		case <-c.lost:
+			return
+		case <-b.ctx.Done():
+			return
 		}
-	}()
+	}
 }
 
 // publishCheckpoint publishes the latest checkpoint, retained: every
@@ -463,8 +514,15 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	b.drain(ctx)
 	if c := b.current(); c != nil {
-		t := c.c.Publish(b.topic(TopicAvailable), 1, true, AvailableStopped)
-		t.WaitTimeout(2 * time.Second)
+		// After whatever the publisher has queued ("online" among it).
+		sent := make(chan mqtt.Token, 1)
+		if b.enqueue(c, outbound{name: TopicAvailable, retained: true, payload: []byte(AvailableStopped), sent: sent}) {
+			select {
+			case t := <-sent:
+				t.WaitTimeout(2 * time.Second)
+			case <-time.After(2 * time.Second):
+			}
+		}
 		c.c.Disconnect(250)
 	}
 	b.cancel()
