@@ -80,10 +80,7 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 	case errors.As(err, &berr):
 		return nil, err
 	case errors.As(err, &lerr):
-		// What the replay found so far means nothing.
-		r.Integrity = fmt.Errorf("%s does not verify against %s and %s: %w", FileLog, FileDevice, FileCheckpoint, err)
-		r.Rules, r.Runs, r.Counts, r.Filing = nil, nil, newCounts(), nil
-		return r, nil
+		return r.untrusted(fmt.Errorf("%s does not verify against %s and %s: %w", FileLog, FileDevice, FileCheckpoint, err)), nil
 	case err != nil:
 		return nil, &BundleError{File: FileLog, Err: err}
 	}
@@ -99,16 +96,22 @@ func Check(b *Bundle, opt Options) (*Report, error) {
 		}
 		cos, err := witness.VerifyCosigned(b.Checkpoint, lv, opt.Witnesses, opt.Quorum)
 		if err != nil {
-			r.Integrity = fmt.Errorf("%s is not cosigned as required: %w", FileCheckpoint, err)
-			r.Rules, r.Runs, r.Counts, r.Filing = nil, nil, newCounts(), nil
-			return r, nil
+			return r.untrusted(fmt.Errorf("%s is not cosigned as required: %w", FileCheckpoint, err)), nil
 		}
-		r.Cosigned, r.Trusted = cos.Witnesses, len(opt.Witnesses)
+		r.Witnessed = cos
 	}
 	if err := c.finish(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// untrusted makes r the report of a log that cannot be trusted, for why:
+// what the replay found so far means nothing, and no rule is checked.
+func (r *Report) untrusted(why error) *Report {
+	r.Integrity = why
+	r.Rules, r.Runs, r.Counts, r.Filing = nil, nil, newCounts(), nil
+	return r
 }
 
 // replayBatch is how many events the verifier hands the checker at a time.

@@ -48,10 +48,9 @@ type Report struct {
 	From, To    time.Time
 	Events      uint64
 	Checkpoints int
-	// Cosigned are the cosignatures of the trusted witnesses
-	// (Options.Witnesses, Trusted of them) on the bundle's checkpoint.
-	Cosigned []witness.Cosignature
-	Trusted  int
+	// Witnessed is what the bundle's checkpoint carries from the trusted
+	// witnesses (Options.Witnesses), nil when none were given.
+	Witnessed *witness.Cosigned
 	// Uncovered counts the last events that no checkpoint signs yet.
 	Uncovered uint64
 	// Runs are the agent's runs, one per agent.started.
@@ -206,8 +205,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, ", %d after the last", r.Uncovered)
 	}
 	b.WriteString("\n")
-	if r.Trusted > 0 {
-		fmt.Fprintf(&b, "witness PASS  the checkpoint cosigned by %d of %d trusted witnesses (%s)\n", len(r.Cosigned), r.Trusted, r.Cosigners())
+	if r.Witnessed != nil {
+		fmt.Fprintf(&b, "witness PASS  the checkpoint %s\n", r.Witnessed.Summary())
 	}
 	for _, rr := range r.Rules {
 		verdict := "PASS"
@@ -289,13 +288,4 @@ func seqList(seqs []uint64) string {
 		i = j + 1
 	}
 	return "seq " + strings.Join(parts, ", ")
-}
-
-// Cosigners names the witnesses that cosigned the checkpoint, and when.
-func (r *Report) Cosigners() string {
-	var by []string
-	for _, c := range r.Cosigned {
-		by = append(by, c.Name+" at "+stamp(c.Time))
-	}
-	return strings.Join(by, ", ")
 }

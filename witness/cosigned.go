@@ -29,6 +29,16 @@ type Cosigned struct {
 	Others []note.Signature
 }
 
+// Summary says how many of the trusted witnesses cosigned, which, and
+// when: "cosigned by 1 of 2 trusted witnesses (NAME at TIME)".
+func (c *Cosigned) Summary() string {
+	by := make([]string, len(c.Witnesses))
+	for i, w := range c.Witnesses {
+		by[i] = w.Name + " at " + w.Time.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("cosigned by %d of %d trusted witnesses (%s)", len(c.Witnesses), len(c.Witnesses)+len(c.Missing), strings.Join(by, ", "))
+}
+
 // Cosignature is a verified cosignature.
 type Cosignature struct {
 	Name    string // the witness's key name

@@ -452,11 +452,7 @@ func (c *AuditCommand) verify(args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", *cpPath, err)
 		}
-		var by []string
-		for _, c := range cos.Witnesses {
-			by = append(by, fmt.Sprintf("%s at %s", c.Name, c.Time.Format(time.RFC3339)))
-		}
-		fmt.Fprintf(w, "checkpoint cosigned by %d of %d trusted witnesses (%s)\n", len(cos.Witnesses), len(witnesses), strings.Join(by, ", "))
+		fmt.Fprintf(w, "checkpoint %s\n", cos.Summary())
 	}
 	fmt.Fprintln(w, "OK")
 	return nil
